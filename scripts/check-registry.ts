@@ -1,0 +1,113 @@
+// Command-line front of components/registryCheck.ts.
+//
+//   op read "op://blumeops/zot-ci-apikey/credential" | node --import tsx scripts/check-registry.ts \
+//     --url https://registry.ops.eblu.me --user zot-ci --probe-repository runner-secrets/probe \
+//     --timeout-seconds 10 [--ca-file ca.pem]
+//
+// The key comes on stdin, never as an argument (arguments are visible in `ps` and shell history).
+// Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
+
+import { parseArgs } from "node:util";
+import { checkRegistry, RegistryCheckError, type RegistryCheckOptions } from "../components/registryCheck";
+
+const USAGE =
+  "usage: check-registry --url URL --user NAME --probe-repository REPO --timeout-seconds N [--ca-file PEM] < key";
+
+class UsageError extends Error {}
+
+export function parseCli(argv: string[]): RegistryCheckOptions {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        url: { type: "string" },
+        user: { type: "string" },
+        "probe-repository": { type: "string" },
+        "timeout-seconds": { type: "string" },
+        "ca-file": { type: "string" },
+      },
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const required = (name: string): string => {
+    const v = values[name];
+    if (typeof v !== "string" || v === "") throw new UsageError(`missing --${name}`);
+    return v;
+  };
+  const url = required("url");
+  const user = required("user");
+  const probeRepository = required("probe-repository");
+  const timeoutText = required("timeout-seconds");
+  const timeoutSeconds = Number(timeoutText);
+  if (!/^\d+(\.\d+)?$/.test(timeoutText) || !(timeoutSeconds > 0)) {
+    throw new UsageError(`--timeout-seconds must be a positive number, got ${JSON.stringify(timeoutText)}`);
+  }
+  const caFile = values["ca-file"];
+  if (caFile === "") throw new UsageError("--ca-file must not be empty");
+  return {
+    url,
+    user,
+    probeRepository,
+    timeoutSeconds,
+    ...(typeof caFile === "string" ? { caFile } : {}),
+  };
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  // `op read` and `echo` end the key with one newline; that newline is not part of the key.
+  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+}
+
+async function main(): Promise<number> {
+  let opts: RegistryCheckOptions;
+  try {
+    opts = parseCli(process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`check-registry: ${err.message}\n${USAGE}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (process.stdin.isTTY) {
+    process.stderr.write("check-registry: the key is read from stdin; pipe it in (e.g. from `op read`)\n");
+    return 2;
+  }
+  const key = await readStdin();
+  const started = process.hrtime.bigint();
+  try {
+    await checkRegistry(opts, key);
+  } catch (err) {
+    if (err instanceof RegistryCheckError) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    // checkRegistry only throws RegistryCheckError; anything else is a bug, and may not be scrubbed.
+    process.stderr.write("check-registry: internal error (details withheld: they might contain the key)\n");
+    return 1;
+  }
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  process.stdout.write(
+    `registry check passed: ${opts.url} accepts ${opts.user}'s key (login, push to ${opts.probeRepository} ` +
+      `started and cancelled) and refuses anonymous push (${ms.toFixed(0)} ms)\n`,
+  );
+  return 0;
+}
+
+if (require.main === module) {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    () => {
+      process.stderr.write("check-registry: internal error\n");
+      process.exitCode = 1;
+    },
+  );
+}
