@@ -1,0 +1,134 @@
+// ringtail: a native forgejo-runner on NixOS, reached over SSH. The key is written to a root-only
+// env file, `nixos-rebuild switch` applies the configuration that points the unit at it, and the
+// unit is restarted (nixos-rebuild leaves a unit alone when only an EnvironmentFile's content changed).
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { remote } from "@pulumi/command";
+import type { NixosConfig } from "./config";
+import { envFileLine } from "./registryKey";
+import { shellCommand, stepHeader, sudoPreflight, sudoStep, word } from "./remoteScript";
+import type { RunnerTarget, TargetContext, TargetResult } from "./target";
+
+/** Last line of the env file: the writer installs the file only when it arrived whole. */
+export const END_MARKER = "#runner-secrets:end";
+
+/** The env file's full text (secret material: only ever passed on stdin). */
+export function envFileContent(envVar: string, key: string): string {
+  return `# Written by runner-secrets (Pulumi) for the forgejo runner; replaced on every key rotation.\n${envFileLine(envVar, key)}${END_MARKER}\n`;
+}
+
+function tempPath(cfg: NixosConfig): string {
+  return path.posix.join(path.posix.dirname(cfg.envFile), `.${path.posix.basename(cfg.envFile)}.runner-secrets-tmp`);
+}
+
+/**
+ * Writes stdin to the env file atomically: into a temp file in the same directory, checked for the
+ * end marker (a cut connection leaves it short), then renamed over the old file. An interrupted run
+ * leaves the old file untouched; its temp file is removed by the trap or by the next run.
+ */
+export function writeScript(cfg: NixosConfig): string {
+  const dir = path.posix.dirname(cfg.envFile);
+  const owner = `${cfg.owner}:${cfg.group}`;
+  return shellCommand(
+    [
+      "set -eu",
+      sudoPreflight,
+      `dir=${word(dir)}`,
+      `file=${word(cfg.envFile)}`,
+      `tmp=${word(tempPath(cfg))}`,
+      'sudo -n mkdir -p "$dir"',
+      `sudo -n chown ${word(owner)} "$dir"`,
+      `sudo -n chmod ${word(cfg.dirMode)} "$dir"`,
+      'trap "sudo -n rm -f $tmp" EXIT',
+      'trap "exit 129" HUP',
+      'trap "exit 130" INT',
+      'trap "exit 143" TERM',
+      // umask first: the temp file is never readable by anyone but root, even for a moment.
+      'sudo -n sh -c "umask 077 && exec cat > $tmp"',
+      `if [ "$(sudo -n tail -n 1 "$tmp")" != ${word(END_MARKER)} ]; then`,
+      '  echo "runner-secrets: the new key did not arrive whole (connection cut?); $file is unchanged" >&2',
+      "  exit 4",
+      "fi",
+      `sudo -n chown ${word(owner)} "$tmp"`,
+      `sudo -n chmod ${word(cfg.fileMode)} "$tmp"`,
+      'sudo -n mv -f "$tmp" "$file"',
+      "trap - EXIT",
+      'echo "runner-secrets: wrote $file"',
+    ].join("\n"),
+  );
+}
+
+/** Applies the flake, so the unit's EnvironmentFile line (added by the operator) takes effect. */
+export function rebuildScript(cfg: NixosConfig): string {
+  return shellCommand([stepHeader, sudoStep("nixos-rebuild", ["nixos-rebuild", "switch", "--flake", cfg.flake])].join("\n"));
+}
+
+/** Restarts the runner so it reads the env file again. */
+export function restartScript(cfg: NixosConfig): string {
+  return shellCommand([stepHeader, sudoStep("restart", ["systemctl", "restart", cfg.unit])].join("\n"));
+}
+
+/** On destroy: removes the file (unless kept) and restarts the runner so no stale key lingers in it. */
+export function removeScript(cfg: NixosConfig): string {
+  const remove = cfg.keepOnDestroy
+    ? `echo "runner-secrets: keeping ${cfg.envFile} (nixos.keepOnDestroy)"`
+    : `sudo -n rm -f ${word(cfg.envFile)} ${word(tempPath(cfg))}`;
+  return shellCommand([stepHeader, remove, sudoStep("restart", ["systemctl", "restart", cfg.unit])].join("\n"));
+}
+
+export class NixosTarget implements RunnerTarget {
+  readonly kind = "nixos";
+
+  constructor(
+    private readonly cfg: NixosConfig,
+    /** Secret; when absent the provider authenticates with the SSH agent. */
+    private readonly privateKey?: pulumi.Output<string>,
+  ) {}
+
+  deploy(ctx: TargetContext): TargetResult {
+    const cfg = this.cfg;
+    const connection: remote.CommandArgs["connection"] = {
+      host: cfg.host,
+      port: cfg.port,
+      user: cfg.user,
+      // Always pinned: without hostKey the provider accepts any host key.
+      hostKey: cfg.hostKey,
+      ...(this.privateKey ? { privateKey: this.privateKey } : {}),
+      ...(cfg.agentSocketPath ? { agentSocketPath: cfg.agentSocketPath } : {}),
+    };
+    // The provider would otherwise send earlier output as environment variables (SSH setenv),
+    // which a default sshd refuses, failing every update and delete.
+    const common = { connection, addPreviousOutputInEnv: false, logging: "stdoutAndStderr" as const };
+
+    // Replaced only when the file moves (new create writes the new place, old delete cleans the old
+    // one); a new key is an in-place update, so the file is never absent during a rotation.
+    const writer = new remote.Command(
+      `${ctx.name}-env-file`,
+      {
+        ...common,
+        create: writeScript(cfg),
+        update: writeScript(cfg),
+        delete: removeScript(cfg),
+        stdin: pulumi.secret(ctx.key.value.apply((k) => envFileContent(ctx.envVar, k))),
+        triggers: [cfg.host, cfg.port, cfg.envFile],
+      },
+      { parent: ctx.parent, dependsOn: ctx.gate },
+    );
+
+    // Needed once (and when the flake or file moves), not on every rotation.
+    const rebuild = new remote.Command(
+      `${ctx.name}-nixos-rebuild`,
+      { ...common, create: rebuildScript(cfg), triggers: [cfg.host, cfg.flake, cfg.envFile] },
+      { parent: ctx.parent, dependsOn: [writer] },
+    );
+
+    // Runs again whenever the key (its digest) or the applied configuration changes.
+    new remote.Command(
+      `${ctx.name}-restart`,
+      { ...common, create: restartScript(cfg), triggers: [ctx.key.digest, rebuild.id, cfg.unit] },
+      { parent: ctx.parent, dependsOn: [writer, rebuild] },
+    );
+
+    return { location: pulumi.output(`${cfg.host}:${cfg.envFile}`) };
+  }
+}

@@ -1,0 +1,37 @@
+// The registry check as a resource: every consumer of the key depends on it, so a key the registry
+// rejects stops the update before any runner changes.
+import * as pulumi from "@pulumi/pulumi";
+import { local } from "@pulumi/command";
+import type { RegistryCheckConfig } from "./config";
+import type { RegistryKey } from "./registryKey";
+import { word } from "./remoteScript";
+
+/** The checker's command line (no key: it reads the key from stdin). */
+export function checkCommand(cfg: RegistryCheckConfig): string {
+  const args = [
+    "--url", cfg.url,
+    "--user", cfg.user,
+    "--probe-repository", cfg.probeRepository,
+    "--timeout-seconds", String(cfg.timeoutSeconds),
+    ...(cfg.caFile ? ["--ca-file", cfg.caFile] : []),
+  ];
+  // Relative to the project directory, where Pulumi runs the program and local commands.
+  return ["node", "--import", "tsx", "scripts/check-registry.ts", ...args.map(word)].join(" ");
+}
+
+export function registryGate(name: string, cfg: RegistryCheckConfig, key: RegistryKey, parent: pulumi.Resource): pulumi.Resource[] {
+  if (!cfg.enabled) return [];
+  const check = new local.Command(
+    `${name}-registry-check`,
+    {
+      create: checkCommand(cfg),
+      stdin: pulumi.secret(key.value.apply((k) => `${k}\n`)),
+      // A new key (or registry) is checked again; an unchanged one is not.
+      triggers: [key.digest, cfg.url, cfg.user],
+      addPreviousOutputInEnv: false,
+      logging: "stdoutAndStderr",
+    },
+    { parent },
+  );
+  return [check];
+}
