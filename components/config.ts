@@ -266,6 +266,7 @@ export function parseConfig(raw: Record<string, string>, secretKeys: readonly st
       input[key] = value;
     }
   }
+  for (const t of ["kubernetes", "nixos"] as const) if (t !== input.target && !isSet(input[t])) delete input[t];
   const result = stackSchema.safeParse(input);
   if (!result.success) {
     for (const issue of result.error.issues) problems.push(describeIssue(issue, input));

@@ -8,15 +8,15 @@ import { word } from "./remoteScript";
 
 /** The checker's command line (no key: it reads the key from stdin). */
 export function checkCommand(cfg: RegistryCheckConfig): string {
-  const args = [
-    "--url", cfg.url,
-    "--user", cfg.user,
-    "--probe-repository", cfg.probeRepository,
-    "--timeout-seconds", String(cfg.timeoutSeconds),
-    ...(cfg.caFile ? ["--ca-file", cfg.caFile] : []),
+  const flags: [string, string][] = [
+    ["--url", cfg.url],
+    ["--user", cfg.user],
+    ["--probe-repository", cfg.probeRepository],
+    ["--timeout-seconds", String(cfg.timeoutSeconds)],
+    ...(cfg.caFile ? ([["--ca-file", cfg.caFile]] as [string, string][]) : []),
   ];
   // Relative to the project directory, where Pulumi runs the program and local commands.
-  return ["node", "--import", "tsx", "scripts/check-registry.ts", ...args.map(word)].join(" ");
+  return ["node --import tsx scripts/check-registry.ts", ...flags.map(([f, v]) => `${f} ${word(v)}`)].join(" ");
 }
 
 export function registryGate(name: string, cfg: RegistryCheckConfig, key: RegistryKey, parent: pulumi.Resource): pulumi.Resource[] {
