@@ -15,7 +15,7 @@ import { runRemote, type RemoteConn } from "./support/sshRun";
 import { watchProcesses } from "./support/procWatch";
 
 let host: SshHost;
-const conn = (user: string): RemoteConn => ({ host: host.host, port: host.port, user, hostKey: host.hostKey, privateKey: host.clientPrivateKey });
+const conn = (user: string): RemoteConn => host.conn(user);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {

@@ -20,6 +20,8 @@ import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 
+import type { RemoteConn } from "./sshRun";
+
 export type StandinName = "nixos-rebuild" | "systemctl";
 
 export interface StandinCall {
@@ -63,6 +65,8 @@ export interface SshHost {
   standins: Standins;
   /** Empty root-owned dir (0755) tests may use as a fake filesystem root, e.g. `${root}/etc/forgejo-runner`. */
   root: string;
+  /** Connection settings for runRemote as `user` (pinned hostKey, client key). */
+  conn(user: string): RemoteConn;
   stop(): Promise<void>;
 }
 
@@ -326,12 +330,13 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
       },
     };
 
+    const clientPrivateKey = fs.readFileSync(clientKeyPath, "utf8");
     let stopped = false;
     return {
       host: "127.0.0.1",
       port,
       hostKey,
-      clientPrivateKey: fs.readFileSync(clientKeyPath, "utf8"),
+      clientPrivateKey,
       clientKeyPath,
       users: {
         fish: USERS.fish.name,
@@ -342,6 +347,7 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
       },
       standins,
       root,
+      conn: (user) => ({ host: "127.0.0.1", port, user, hostKey, privateKey: clientPrivateKey }),
       async stop() {
         if (stopped) return;
         stopped = true;
