@@ -1,0 +1,183 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ConfigError, hostKeyProblem, parseConfig } from "../components/config";
+import { TEST_HOST_KEY } from "./support/mockStack";
+
+const ns = (o: Record<string, unknown>) =>
+  Object.fromEntries(Object.entries(o).map(([k, v]) => [`runner-secrets:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));
+
+function problems(raw: Record<string, unknown>, secretKeys: string[] = []): string[] {
+  try {
+    parseConfig(ns(raw), secretKeys);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    return e.problems;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+const nixos = { hostKey: TEST_HOST_KEY };
+
+test("a minimal kubernetes stack gets the hosts.md defaults", () => {
+  const c = parseConfig(ns({ target: "kubernetes" }));
+  assert.equal(c.envVar, "ZOT_CI_API_KEY");
+  assert.deepEqual(c.onePassword, { vault: "blumeops", item: "zot-ci-apikey", field: "credential", mode: "serviceAccount" });
+  assert.equal(c.kubernetes?.context, "minikube");
+  assert.equal(c.kubernetes?.namespace, "forgejo-runner");
+  assert.deepEqual(c.kubernetes?.secretStore, { kind: "ClusterSecretStore", name: "onepassword-blumeops" });
+  assert.equal(c.nixos, undefined);
+  assert.equal(c.registryCheck.url, "https://registry.ops.eblu.me");
+});
+
+test("a minimal nixos stack gets the hosts.md defaults, modes normalised", () => {
+  const c = parseConfig(ns({ target: "nixos", nixos: { ...nixos, fileMode: "600", port: "2222" } }));
+  assert.equal(c.nixos?.host, "ringtail");
+  assert.equal(c.nixos?.user, "eblume");
+  assert.equal(c.nixos?.port, 2222);
+  assert.equal(c.nixos?.fileMode, "0600");
+  assert.equal(c.nixos?.dirMode, "0700");
+  assert.equal(c.nixos?.envFile, "/etc/forgejo-runner/zot-api-key.env");
+  assert.equal(c.nixos?.unit, "gitea-runner-nix_container_builder.service");
+  assert.equal(c.nixos?.flake, "/etc/blumeops/nixos/ringtail#ringtail");
+  assert.equal(c.kubernetes, undefined);
+});
+
+test("the empty default of the other target (Pulumi.yaml) does not count as set", () => {
+  const c = parseConfig(ns({ target: "nixos", nixos, kubernetes: {} }));
+  assert.equal(c.target, "nixos");
+});
+
+test("every problem is reported at once, each with its full key", () => {
+  const p = problems({
+    target: "nixos",
+    nixos: { host: "ringtail; rm -rf /", envFile: "relative/path", unit: "x", bogus: 1 },
+    kubernetes: { namespace: "x" },
+    colour: "blue",
+  });
+  const keys = p.map((x) => x.split(": ")[0]);
+  for (const k of [
+    "runner-secrets:nixos.host",
+    "runner-secrets:nixos.envFile",
+    "runner-secrets:nixos.unit",
+    "runner-secrets:nixos.bogus",
+    "runner-secrets:nixos.hostKey",
+    "runner-secrets:kubernetes",
+    "runner-secrets:colour",
+  ]) {
+    assert.ok(keys.includes(k), `${k} missing from ${JSON.stringify(p, null, 1)}`);
+  }
+});
+
+test("target: neither, unknown, or both", () => {
+  assert.match(problems({})[0], /^runner-secrets:target: is required/);
+  assert.match(problems({ target: "docker" })[0], /^runner-secrets:target: must be "kubernetes" or "nixos"/);
+  assert.ok(problems({ target: "kubernetes", nixos }).some((p) => /^runner-secrets:nixos: is set, but .*target is "kubernetes"/.test(p)));
+  assert.ok(problems({ target: "nixos" }).some((p) => p.startsWith("runner-secrets:nixos:")));
+});
+
+test("wrong types are refused", () => {
+  assert.ok(problems({ target: "nixos", nixos: { ...nixos, port: "ssh" } }).some((p) => p.startsWith("runner-secrets:nixos.port:")));
+  assert.ok(problems({ target: "nixos", nixos: { ...nixos, keepOnDestroy: "yes" } }).some((p) => p.startsWith("runner-secrets:nixos.keepOnDestroy:")));
+  assert.ok(problems({ target: "kubernetes", kubernetes: "minikube" }).some((p) => p.startsWith("runner-secrets:kubernetes:")));
+  assert.ok(problems({ target: "kubernetes", registryCheck: { timeoutSeconds: -1 } }).some((p) => p.startsWith("runner-secrets:registryCheck.timeoutSeconds:")));
+});
+
+// Values that would change the meaning of a shell command, path or unit if they were let through.
+const hostile = ["a'b", 'a"b', "$(id)", "`id`", "a\nb", "a b", "a;b", "a\\b"];
+
+for (const [key, base] of [
+  ["host", "ringtail"],
+  ["user", "eblume"],
+  ["envFile", "/etc/forgejo-runner/zot-api-key.env"],
+  ["agentSocketPath", "/run/user/1000/ssh-agent"],
+  ["unit", "gitea-runner.service"],
+  ["flake", "/etc/blumeops/nixos/ringtail#ringtail"],
+  ["owner", "root"],
+  ["group", "root"],
+] as const) {
+  test(`nixos.${key} refuses quotes, $( ), backticks, newlines, spaces and ;`, () => {
+    for (const bad of hostile) {
+      const value = key === "envFile" || key === "agentSocketPath" || key === "flake" ? `${base}${bad}` : `${base.slice(0, 3)}${bad}`;
+      const p = problems({ target: "nixos", nixos: { ...nixos, [key]: value } });
+      assert.ok(p.some((x) => x.startsWith(`runner-secrets:nixos.${key}:`)), `${JSON.stringify(value)} accepted for ${key}`);
+    }
+  });
+}
+
+test("envVar must be an environment variable name", () => {
+  for (const bad of [...hostile.map((h) => `ZOT${h}`), "1ABC", "A-B", ""]) {
+    assert.ok(problems({ target: "kubernetes", envVar: bad }).some((p) => p.startsWith("runner-secrets:envVar:")), JSON.stringify(bad));
+  }
+  assert.equal(parseConfig(ns({ target: "kubernetes", envVar: "REGISTRY_KEY_2" })).envVar, "REGISTRY_KEY_2");
+});
+
+test("paths must be absolute and plain", () => {
+  for (const bad of ["etc/x", "/etc/../shadow", "/etc/./x", "/etc/x/", "/etc//x", "/"]) {
+    assert.ok(problems({ target: "nixos", nixos: { ...nixos, envFile: bad } }).some((p) => p.startsWith("runner-secrets:nixos.envFile:")), bad);
+  }
+});
+
+test("host keys: required, right format, data matching the type", () => {
+  assert.equal(hostKeyProblem(TEST_HOST_KEY), undefined);
+  assert.equal(hostKeyProblem(`${TEST_HOST_KEY} root@ringtail`), undefined);
+  assert.match(hostKeyProblem("AAAAC3NzaC1lZDI1NTE5AAAA")!, /public host key line/);
+  assert.match(hostKeyProblem("ssh-dss AAAAB3NzaC1kc3MAAACBAP")!, /not one of/);
+  // An ed25519 blob labelled as RSA, and a truncated blob.
+  assert.match(hostKeyProblem(TEST_HOST_KEY.replace("ssh-ed25519", "ssh-rsa"))!, /does not decode to a ssh-rsa key/);
+  assert.match(hostKeyProblem("ssh-ed25519 AAAA")!, /does not decode/);
+  assert.match(hostKeyProblem(`ssh-ed25519 ${TEST_HOST_KEY.split(" ")[1]}\nextra`)!, /public host key line/);
+  assert.ok(problems({ target: "nixos", nixos: { host: "ringtail" } }).some((p) => /^runner-secrets:nixos.hostKey: is required: pin/.test(p)));
+  assert.ok(problems({ target: "nixos", nixos: { hostKey: "ssh-ed25519 not-base64!" } }).some((p) => p.startsWith("runner-secrets:nixos.hostKey:")));
+});
+
+test("kubernetes names follow Kubernetes' rules", () => {
+  for (const [key, bad] of [
+    ["namespace", "Forgejo"],
+    ["namespace", "a.b"],
+    ["namespace", "x".repeat(64)],
+    ["deployment", "forgejo_runner"],
+    ["container", "Runner"],
+    ["secretName", "-zot"],
+    ["externalSecret", "zot ci"],
+    ["volumeName", "zot.env"],
+    ["envFilePath", "/run/secrets/zot ci/env"],
+    ["context", ""],
+    ["refreshInterval", "hourly"],
+    ["refreshInterval", "0s"],
+    ["fieldManager", "runner secrets"],
+  ] as const) {
+    assert.ok(
+      problems({ target: "kubernetes", kubernetes: { [key]: bad } }).some((p) => p.startsWith(`runner-secrets:kubernetes.${key}:`)),
+      `${key}=${JSON.stringify(bad)} accepted`,
+    );
+  }
+  assert.ok(
+    problems({ target: "kubernetes", kubernetes: { secretStore: { kind: "VaultStore" } } }).some((p) =>
+      p.startsWith('runner-secrets:kubernetes.secretStore.kind: must be "SecretStore" or "ClusterSecretStore"'),
+    ),
+  );
+  const ok = parseConfig(ns({ target: "kubernetes", kubernetes: { secretStore: { kind: "SecretStore", name: "op" }, refreshInterval: "15m" } }));
+  assert.deepEqual(ok.kubernetes?.secretStore, { kind: "SecretStore", name: "op" });
+});
+
+test("1Password modes: each needs its own setting and refuses the others'", () => {
+  assert.ok(problems({ target: "kubernetes", onePassword: { mode: "connect" } }).some((p) => p.startsWith("runner-secrets:onePassword.connectUrl: is required")));
+  assert.ok(problems({ target: "kubernetes", onePassword: { mode: "desktop" } }).some((p) => p.startsWith("runner-secrets:onePassword.account: is required")));
+  assert.ok(problems({ target: "kubernetes", onePassword: { connectUrl: "http://op-connect:8080" } }).some((p) => p.startsWith("runner-secrets:onePassword.connectUrl: is only used")));
+  assert.ok(problems({ target: "kubernetes", onePassword: { mode: "sso" } }).some((p) => p.startsWith("runner-secrets:onePassword.mode:")));
+  const c = parseConfig(ns({ target: "kubernetes", onePassword: { mode: "connect", connectUrl: "http://op-connect:8080" } }));
+  assert.equal(c.onePassword.connectUrl, "http://op-connect:8080");
+});
+
+test("credentials must be set as secrets, and are never echoed in errors", () => {
+  const p = problems({ target: "nixos", nixos, sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY----- hunter2" });
+  assert.ok(p.some((x) => x.startsWith("runner-secrets:sshPrivateKey: holds a credential")));
+  assert.ok(!p.join("\n").includes("hunter2"));
+  const c = parseConfig(ns({ target: "nixos", nixos, sshPrivateKey: "k3y" }), ["runner-secrets:sshPrivateKey"]);
+  assert.equal(c.secrets.sshPrivateKey, "k3y");
+});
+
+test("keys of other namespaces are left to their providers", () => {
+  const c = parseConfig({ ...ns({ target: "kubernetes" }), "kubernetes:context": "x" });
+  assert.equal(c.target, "kubernetes");
+});
