@@ -142,6 +142,8 @@ users_file=$1 sudoers_src=$2 standin_src=$3
 while read -r user shell; do
   if id -u "$user" >/dev/null 2>&1; then
     usermod -s "$shell" "$user"
+  elif getent group "$user" >/dev/null; then
+    useradd -m -g "$user" -s "$shell" "$user"  # group left over from an earlier userdel
   else
     useradd -m -U -s "$shell" "$user"
   fi
