@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 VERSION=1.7.12
+# The Go toolchain's usual place when it is not on PATH.
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH="/usr/local/go/bin:$PATH"
+fi
 bin_dir="$(go env GOBIN 2>/dev/null || true)"
 [ -n "$bin_dir" ] || bin_dir="$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
 actionlint="$bin_dir/actionlint"
