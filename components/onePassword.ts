@@ -73,7 +73,9 @@ export interface KeyRead {
 export function readKey(ref: FieldRef, opts: pulumi.InvokeOptions): KeyRead {
   const item = pulumi.output({ vault: ref.vault, title: ref.item }).apply((args) =>
     onepassword.getItem(args, opts).catch((err: unknown) => {
-      const cause = err instanceof Error ? err.message : String(err);
+      // gRPC errors from the engine carry the provider's words in `details`.
+      const e = err as { message?: string; details?: string };
+      const cause = e?.details || e?.message || String(err);
       throw new ItemFieldError(`1Password: could not read item "${ref.item}" in vault "${ref.vault}" (wanted ${describeRef(ref)}): ${cause}`);
     }),
   );

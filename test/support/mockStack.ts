@@ -115,6 +115,25 @@ export function revealed(v: unknown): unknown {
 
 let running = false;
 
+// A failed apply surfaces as unhandled rejections of every registration that depends on it (the
+// real Pulumi runtime turns those into the program's failure). During a run they are collected here
+// instead of reaching the test runner's own handler.
+function captureRejections(errors: Error[]): () => Promise<void> {
+  const saved = process.listeners("unhandledRejection");
+  process.removeAllListeners("unhandledRejection");
+  const own = (e: unknown) => errors.push(e instanceof Error ? e : new Error(String(e)));
+  process.on("unhandledRejection", own);
+  return async () => {
+    // Wait until the failures stop coming, then hand the process back.
+    for (let seen = -1; seen !== errors.length; ) {
+      seen = errors.length;
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    process.off("unhandledRejection", own);
+    for (const l of saved) process.on("unhandledRejection", l as (...a: unknown[]) => void);
+  };
+}
+
 // The engine orders steps by the dependencies each registration carries; mocks do not pass them to
 // newResource, so they are read off the request here (explicit dependsOn and input dependencies).
 const dependencies = new Map<string, string[]>();
@@ -132,14 +151,14 @@ export async function runStack(stack: string | null, opts: RunOptions = {}): Pro
   const resources: Registered[] = [];
   const invokes: StackRun["invokes"] = [];
   const errors: Error[] = [];
-  const onRejection = (e: unknown) => errors.push(e instanceof Error ? e : new Error(String(e)));
-  process.on("unhandledRejection", onRejection);
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "rs-mock-"));
+  const release = captureRejections(errors);
   const savedKubeconfig = process.env.KUBECONFIG;
   dependencies.clear();
   try {
     const kubeconfig = opts.kubeconfig === undefined ? DEFAULT_KUBECONFIG : opts.kubeconfig;
-    process.env.KUBECONFIG = path.join(tmp, "kubeconfig");
+    // One path per process: the provider records $KUBECONFIG among its inputs.
+    process.env.KUBECONFIG = path.join(os.tmpdir(), `rs-mock-kubeconfig-${process.pid}`);
+    fs.rmSync(process.env.KUBECONFIG, { force: true });
     if (kubeconfig !== null) fs.writeFileSync(process.env.KUBECONFIG, kubeconfig);
 
     const key = opts.key ?? FAKE_KEY;
@@ -201,12 +220,14 @@ export async function runStack(stack: string | null, opts: RunOptions = {}): Pro
     await (require("@pulumi/pulumi/runtime/settings") as { waitForRPCs(): Promise<void> }).waitForRPCs();
     await new Promise((r) => setTimeout(r, 10));
     for (const r of resources) r.dependsOn.push(...(dependencies.get(r.name) ?? []).map((urn) => urn.split("::").pop()!));
+    await release();
     return { resources, outputs, invokes, error: errors[0] };
+  } catch (e) {
+    await release();
+    throw e;
   } finally {
-    process.off("unhandledRejection", onRejection);
     if (savedKubeconfig === undefined) delete process.env.KUBECONFIG;
     else process.env.KUBECONFIG = savedKubeconfig;
-    fs.rmSync(tmp, { recursive: true, force: true });
     running = false;
   }
 }
