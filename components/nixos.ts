@@ -39,6 +39,8 @@ export function writeScript(cfg: NixosConfig): string {
       'sudo -n mkdir -p "$dir"',
       `sudo -n chown ${word(owner)} "$dir"`,
       `sudo -n chmod ${word(cfg.dirMode)} "$dir"`,
+      // A temp file left by an earlier run that was killed outright goes first.
+      'sudo -n rm -f "$tmp"',
       'trap "sudo -n rm -f $tmp" EXIT',
       'trap "exit 129" HUP',
       'trap "exit 130" INT',
