@@ -1,0 +1,394 @@
+// indri: every Kubernetes object the stack registers, checked against the published schemas
+// (ESO's external-secrets.io/v1 CRD models, Kubernetes' core models) plus a strict unknown-field
+// check, and the behaviour issue 4 asks of the ExternalSecret and the DeploymentPatch.
+//
+// The objects come from the REAL program (index.ts) run under mocks with Pulumi.indri.yaml.
+import { before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { FAKE_KEY, isSecretValue, revealed, runStack, type Registered, type StackRun } from "./support/mockStack";
+import {
+  applyPatch,
+  baseDeployment,
+  fieldPaths,
+  loadModels,
+  modelErrors,
+  schemaProblems,
+  unknownFields,
+} from "./support/k8sSchemas";
+
+type Obj = Record<string, any>;
+
+/** The Kubernetes objects (not providers) the run registered, by kind. */
+function k8sObjects(run: StackRun): { es: Registered; patch: Registered; all: Registered[] } {
+  assert.equal(run.error, undefined, String(run.error?.stack ?? run.error));
+  const all = run.resources.filter((r) => r.type.startsWith("kubernetes:"));
+  const es = all.find((r) => r.type === "kubernetes:external-secrets.io/v1:ExternalSecret");
+  const patch = all.find((r) => r.type === "kubernetes:apps/v1:DeploymentPatch");
+  assert.ok(es && patch, `have ${all.map((r) => r.type).join(", ")}`);
+  return { es, patch, all };
+}
+
+/** Inputs as the provider would send them; fails if anything in them is a Pulumi secret. */
+function plainInputs(r: Registered): Obj {
+  const walk = (v: unknown, at: string): void => {
+    assert.ok(!isSecretValue(v), `${r.name}: ${at} is a secret (the key must not be in any object Pulumi writes)`);
+    if (v !== null && typeof v === "object") for (const [k, x] of Object.entries(v)) walk(x, `${at}.${k}`);
+  };
+  walk(r.inputs, "inputs");
+  return revealed(r.inputs) as Obj;
+}
+
+// --- a tiny renderer for what ESO's template engine v2 does with these templates -----------------
+
+/**
+ * Renders `{{ .name }}` and `{{ .name | fn args… }}` with the sprig functions used here. Anything
+ * else throws, so a template this cannot mirror faithfully fails the test instead of passing by luck.
+ */
+export function renderTemplate(text: string, data: Record<string, string>): string {
+  return text.replace(/\{\{(.*?)\}\}/gs, (_, body: string) => {
+    const stages = body.trim().split(/\s*\|\s*/);
+    const first = /^\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(stages[0]);
+    if (!first) throw new Error(`template action not supported by this renderer: {{${body}}}`);
+    if (!(first[1] in data)) throw new Error(`template reads .${first[1]}, which the ExternalSecret does not provide`);
+    let v = data[first[1]];
+    for (const stage of stages.slice(1)) {
+      const [fn, ...args] = stage.split(/\s+/);
+      if (fn === "sha256sum" && args.length === 0) v = createHash("sha256").update(v, "utf8").digest("hex");
+      else if (fn === "trunc" && args.length === 1 && /^\d+$/.test(args[0])) v = v.slice(0, Number(args[0]));
+      else throw new Error(`template function not supported by this renderer: ${stage}`);
+    }
+    return v;
+  });
+}
+
+/**
+ * Parses a dotenv file as github.com/joho/godotenv v1.5 (forgejo-runner's env_file reader) does:
+ * `export` prefix, `=` or `:`, single quotes literal, double quotes with escapes and $ expansion,
+ * unquoted values trimmed, inline ` #` comments dropped and $ expanded.
+ */
+export function parseDotenv(text: string, env: Record<string, string> = {}): Record<string, string> {
+  const out: Record<string, string> = {};
+  const expand = (s: string) =>
+    s.replace(/(\\)?\$(\{[A-Za-z0-9_]+\}|[A-Za-z0-9_]+)?/g, (m, esc: string | undefined, name: string | undefined) => {
+      if (esc) return m.slice(1);
+      if (!name) return m;
+      const n = name.replace(/^\{|\}$/g, "");
+      return out[n] ?? env[n] ?? "";
+    });
+  let src = text.replace(/\r\n/g, "\n");
+  while (src.length) {
+    src = src.replace(/^[\s]+/, "");
+    if (!src.length) break;
+    if (src.startsWith("#")) {
+      src = src.slice(src.indexOf("\n") < 0 ? src.length : src.indexOf("\n"));
+      continue;
+    }
+    src = src.replace(/^export[ \t]+/, "");
+    const sep = src.search(/[=:]/);
+    if (sep < 0) throw new Error(`dotenv: no separator in ${JSON.stringify(src.split("\n")[0])}`);
+    const key = src.slice(0, sep).trim();
+    if (!/^[A-Za-z0-9_.]+$/.test(key)) throw new Error(`dotenv: bad key ${JSON.stringify(key)}`);
+    src = src.slice(sep + 1).replace(/^[ \t]+/, "");
+    const q = src[0];
+    if (q === "'" || q === '"') {
+      let end = -1;
+      for (let i = 1; i < src.length; i++) if (src[i] === q && src[i - 1] !== "\\") { end = i; break; }
+      if (end < 0) throw new Error(`dotenv: unterminated quoted value for ${key}`);
+      let value = src.slice(0, end).replace(new RegExp(`^${q}+|${q}+$`, "g"), "");
+      if (q === '"') {
+        value = expand(value.replace(/\\([^$])/g, (_, c: string) => ({ n: "\n", r: "\r" } as Record<string, string>)[c] ?? c));
+      }
+      out[key] = value;
+      src = src.slice(end + 1);
+      src = src.slice(src.indexOf("\n") < 0 ? src.length : src.indexOf("\n"));
+    } else {
+      const eol = src.indexOf("\n") < 0 ? src.length : src.indexOf("\n");
+      let line = src.slice(0, eol);
+      const hash = line.search(/[ \t]#/);
+      if (hash >= 0) line = line.slice(0, hash);
+      out[key] = expand(line.trim());
+      src = src.slice(eol);
+    }
+  }
+  return out;
+}
+
+// --- the default indri run ------------------------------------------------------------------
+
+let run: StackRun;
+let es: Obj;
+let patch: Obj;
+
+before(async () => {
+  await loadModels();
+  run = await runStack("indri", {});
+  const objs = k8sObjects(run);
+  es = plainInputs(objs.es);
+  patch = plainInputs(objs.patch);
+});
+
+describe("indri: what the stack registers", () => {
+  it("registers exactly two Kubernetes objects (an ExternalSecret and a DeploymentPatch), both validated below", () => {
+    const { all } = k8sObjects(run);
+    assert.deepEqual(all.map((r) => r.type).sort(), ["kubernetes:apps/v1:DeploymentPatch", "kubernetes:external-secrets.io/v1:ExternalSecret"]);
+  });
+});
+
+describe("indri: ExternalSecret against the external-secrets.io/v1 schema", () => {
+  it("passes the ESO v1 model's validator", () => {
+    assert.deepEqual(modelErrors("ExternalSecret", es), []);
+  });
+
+  it("has no field the ESO v1 model does not declare (strict check)", () => {
+    assert.deepEqual(unknownFields("ExternalSecret", es), []);
+  });
+
+  it("fails when a field is misspelt: remoteRef.propery, secretStoreRef.knd", () => {
+    const misspelt = structuredClone(es);
+    misspelt.spec.data[0].remoteRef.propery = misspelt.spec.data[0].remoteRef.property;
+    delete misspelt.spec.data[0].remoteRef.property;
+    misspelt.spec.secretStoreRef.knd = misspelt.spec.secretStoreRef.kind;
+    delete misspelt.spec.secretStoreRef.kind;
+    // The published validator alone accepts both (ESO would sync the field "password" and use the
+    // default store kind): that is why the strict check exists.
+    assert.deepEqual(modelErrors("ExternalSecret", misspelt), []);
+    const problems = schemaProblems("ExternalSecret", misspelt);
+    assert.deepEqual(problems.sort(), [
+      'ExternalSecret.spec.data[0].remoteRef: unknown field "propery" (known: conversionStrategy, decodingStrategy, key, metadataPolicy, property, version)',
+      'ExternalSecret.spec.secretStoreRef: unknown field "knd" (known: kind, name)',
+    ]);
+  });
+
+  it("fails on wrong enum values and types the CRD constrains", () => {
+    const cases: [string, (o: Obj) => void, RegExp][] = [
+      ["creationPolicy Ownr", (o) => (o.spec.target.creationPolicy = "Ownr"), /\/spec\/target\/creationPolicy must be equal to one of the allowed values/],
+      ["store kind Secretstore", (o) => (o.spec.secretStoreRef.kind = "Secretstore"), /\/spec\/secretStoreRef\/kind must be equal to one of the allowed values/],
+      ["engineVersion v3", (o) => (o.spec.target.template.engineVersion = "v3"), /\/spec\/target\/template\/engineVersion must be equal to one of the allowed values/],
+      ["data without secretKey", (o) => delete o.spec.data[0].secretKey, /\/spec\/data\/0 must have required property secretKey/],
+      ["template data not a string", (o) => (o.spec.target.template.data.x = 1), /\/spec\/target\/template\/data\/x must be string/],
+    ];
+    for (const [what, mutate, expected] of cases) {
+      const o = structuredClone(es);
+      mutate(o);
+      assert.match(schemaProblems("ExternalSecret", o).join("\n"), expected, what);
+    }
+  });
+});
+
+describe("indri: DeploymentPatch parts against the core schemas", () => {
+  const tpl = () => patch.spec.template as Obj;
+  const runner = () => (tpl().spec.containers as Obj[])[0];
+
+  it("the env entry is a valid EnvVar", () => {
+    assert.equal(runner().env.length, 1);
+    assert.deepEqual(schemaProblems("EnvVar", runner().env[0]), []);
+  });
+
+  it("the volume is a valid Volume, the mount a valid VolumeMount", () => {
+    assert.equal(tpl().spec.volumes.length, 1);
+    assert.deepEqual(schemaProblems("Volume", tpl().spec.volumes[0]), []);
+    assert.equal(runner().volumeMounts.length, 1);
+    assert.deepEqual(schemaProblems("VolumeMount", runner().volumeMounts[0]), []);
+  });
+
+  it("the pod-template metadata is valid ObjectMeta; the container part and the template have no unknown fields", () => {
+    assert.deepEqual(schemaProblems("ObjectMeta", tpl().metadata), []);
+    assert.deepEqual(schemaProblems("Container", runner()), []);
+    assert.deepEqual(schemaProblems("PodTemplateSpec", tpl()), []);
+    // The whole patch is Deployment-shaped (partial: selector and image come from the live object).
+    assert.deepEqual(unknownFields("Deployment", patch), []);
+  });
+
+  it("fails when a field is misspelt: volumeMounts[].readonly, secret.defaultmode, valueFrom.secretKeyref", () => {
+    const m = structuredClone(patch);
+    const c = m.spec.template.spec.containers[0];
+    c.volumeMounts[0].readonly = c.volumeMounts[0].readOnly;
+    delete c.volumeMounts[0].readOnly;
+    const secret = m.spec.template.spec.volumes[0].secret;
+    secret.defaultmode = secret.defaultMode;
+    delete secret.defaultMode;
+    c.env[0].valueFrom.secretKeyref = c.env[0].valueFrom.secretKeyRef;
+    delete c.env[0].valueFrom.secretKeyRef;
+    const problems = unknownFields("Deployment", m);
+    assert.equal(problems.length, 3, problems.join("\n"));
+    assert.match(problems.join("\n"), /env\[0\]\.valueFrom: unknown field "secretKeyref"/);
+    assert.match(problems.join("\n"), /volumeMounts\[0\]: unknown field "readonly"/);
+    assert.match(problems.join("\n"), /volumes\[0\]\.secret: unknown field "defaultmode"/);
+    assert.match(schemaProblems("VolumeMount", c.volumeMounts[0]).join("\n"), /unknown field "readonly"/);
+  });
+
+  it("merged into a Deployment like ArgoCD's (runner + dind), the result is a valid Deployment", () => {
+    const merged = applyPatch(baseDeployment(), patch) as Obj;
+    assert.deepEqual(schemaProblems("Deployment", merged), []);
+    assert.deepEqual(merged.spec.template.spec.containers.map((c: Obj) => c.name), ["runner", "dind"]);
+    // And the merge really added the parts (so the validation above covered them).
+    const runnerC = merged.spec.template.spec.containers[0];
+    assert.ok(runnerC.env.some((e: Obj) => e.name === "ZOT_CI_API_KEY"));
+    assert.ok(runnerC.volumeMounts.some((v: Obj) => v.mountPath === "/run/secrets/zot-ci"));
+    assert.ok(merged.spec.template.spec.volumes.some((v: Obj) => v.name === "zot-ci-env"));
+  });
+});
+
+describe("indri: the ExternalSecret does what issue 4 asks", () => {
+  it("reads the configured 1Password item and field (remoteRef.property), through the configured store", () => {
+    assert.deepEqual(es.spec.data, [{ secretKey: "apiKey", remoteRef: { key: "zot-ci-apikey", property: "credential" } }]);
+    assert.deepEqual(es.spec.secretStoreRef, { kind: "ClusterSecretStore", name: "onepassword-blumeops" });
+  });
+
+  it("follows a different configured field and item (property is never left empty)", async () => {
+    const r = await runStack("indri", {
+      config: { "runner-secrets:onePassword": { item: "other-item", field: "api key" } },
+      item: { sections: [{ id: "s", label: "s", fields: [{ id: "f", label: "api key", value: FAKE_KEY }] }] },
+    });
+    const o = plainInputs(k8sObjects(r).es);
+    assert.deepEqual(o.spec.data[0].remoteRef, { key: "other-item", property: "api key" });
+  });
+
+  it("the Secret is owned by the ExternalSecret (creationPolicy Owner), named as configured", () => {
+    assert.equal(es.spec.target.creationPolicy, "Owner");
+    assert.equal(es.spec.target.name, "zot-ci-apikey");
+    assert.deepEqual(es.metadata.name, "zot-ci-apikey");
+    assert.deepEqual(es.metadata.namespace, "forgejo-runner");
+  });
+
+  it("refreshInterval defaults to 1h and follows the config", async () => {
+    assert.equal(es.spec.refreshInterval, "1h");
+    const noValue = await runStack("indri", { config: { "runner-secrets:kubernetes": { refreshInterval: undefined } } });
+    assert.equal(plainInputs(k8sObjects(noValue).es).spec.refreshInterval, "1h", "default when unset");
+    const r = await runStack("indri", { config: { "runner-secrets:kubernetes": { refreshInterval: "15m" } } });
+    assert.equal(plainInputs(k8sObjects(r).es).spec.refreshInterval, "15m");
+  });
+
+  it("is awaited until Ready, with the timeout from config (default 300s)", async () => {
+    assert.equal(es.metadata.annotations["pulumi.com/waitFor"], "condition=Ready");
+    assert.equal(es.metadata.annotations["pulumi.com/timeoutSeconds"], "300");
+    const r = await runStack("indri", { config: { "runner-secrets:kubernetes": { readyTimeoutSeconds: 90 } } });
+    assert.equal(plainInputs(k8sObjects(r).es).metadata.annotations["pulumi.com/timeoutSeconds"], "90");
+  });
+
+  it("template engine v2 renders the plain key, the dotenv line ZOT_CI_API_KEY='…' and the digest", () => {
+    const t = es.spec.target.template;
+    assert.equal(t.engineVersion, "v2");
+    assert.equal(t.type, "Opaque");
+    assert.deepEqual(Object.keys(t.data).sort(), ["ZOT_CI_API_KEY", "key-digest", "zot-ci.env"]);
+    // Secret data keys must match Kubernetes' config-key pattern.
+    for (const k of Object.keys(t.data)) assert.match(k, /^[-._a-zA-Z0-9]{1,253}$/, k);
+    const rendered = Object.fromEntries(Object.entries(t.data as Record<string, string>).map(([k, v]) => [k, renderTemplate(v, { apiKey: FAKE_KEY })]));
+    assert.deepEqual(rendered, {
+      ZOT_CI_API_KEY: FAKE_KEY,
+      "zot-ci.env": `ZOT_CI_API_KEY='${FAKE_KEY}'\n`,
+      "key-digest": run.outputs.keyDigest,
+    });
+    assert.equal(rendered["key-digest"], es.metadata.annotations["runner-secrets/key-digest"]);
+  });
+
+  it("the dotenv entry parses (godotenv semantics) to exactly the key, even with $, #, \\ and \" in it", () => {
+    const t = es.spec.target.template.data["zot-ci.env"] as string;
+    const keys = [
+      FAKE_KEY,
+      "zak_" + "A1b2-C3d4_E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v",
+      'zak_a$HOME${PATH}b#c d\\e"f`g',
+    ];
+    for (const key of keys) {
+      const parsed = parseDotenv(renderTemplate(t, { apiKey: key }), { HOME: "/root", PATH: "/bin" });
+      assert.deepEqual(parsed, { ZOT_CI_API_KEY: key }, key);
+    }
+    // The parser is not a rubber stamp: without the single quotes, $ would be expanded.
+    assert.deepEqual(parseDotenv("ZOT_CI_API_KEY=zak_a$HOME\n", { HOME: "/root" }), { ZOT_CI_API_KEY: "zak_a/root" });
+  });
+
+  it("the Secret keys the patch reads are the ones the template writes", () => {
+    const t = es.spec.target.template.data as Obj;
+    const spec = patch.spec.template.spec;
+    const ref = spec.containers[0].env[0].valueFrom.secretKeyRef;
+    assert.equal(ref.name, es.spec.target.name);
+    assert.ok(ref.key in t, ref.key);
+    assert.equal(renderTemplate(t[ref.key], { apiKey: FAKE_KEY }), FAKE_KEY, "the env var gets the plain key");
+    const vol = spec.volumes[0].secret;
+    assert.equal(vol.secretName, es.spec.target.name);
+    for (const item of vol.items) assert.ok(item.key in t, item.key);
+    assert.deepEqual(vol.items.map((i: Obj) => i.key), ["zot-ci.env"], "the volume carries only the env file");
+  });
+});
+
+describe("indri: the DeploymentPatch sets only its own fields", () => {
+  it("sets exactly: the env entry, the read-only Secret volume and its mount in `runner`, the pod-template annotation", () => {
+    const owned = fieldPaths({ spec: patch.spec });
+    const c = 'spec.template.spec.containers.k:{"name":"runner"}';
+    const v = 'spec.template.spec.volumes.k:{"name":"zot-ci-env"}';
+    assert.deepEqual(owned.sort(), [
+      `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.name`,
+      `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.valueFrom.secretKeyRef.key`,
+      `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.valueFrom.secretKeyRef.name`,
+      `${c}.name`,
+      `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.mountPath`,
+      `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.name`,
+      `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.readOnly`,
+      "spec.template.metadata.annotations.runner-secrets/key-digest",
+      `${v}.name`,
+      `${v}.secret.defaultMode`,
+      `${v}.secret.items`,
+      `${v}.secret.secretName`,
+    ].sort());
+    assert.deepEqual(Object.keys(patch.metadata).sort(), ["annotations", "name", "namespace"]);
+    assert.equal(patch.metadata.name, "forgejo-runner");
+    assert.equal(patch.metadata.namespace, "forgejo-runner");
+  });
+
+  it("touches nothing ArgoCD owns: no replicas, selector, strategy, image, labels or other containers", () => {
+    assert.deepEqual(Object.keys(patch.spec), ["template"]);
+    assert.deepEqual(Object.keys(patch.spec.template.metadata), ["annotations"]);
+    const containers = patch.spec.template.spec.containers as Obj[];
+    assert.deepEqual(containers.map((c) => c.name), ["runner"]);
+    assert.deepEqual(Object.keys(containers[0]).sort(), ["env", "name", "volumeMounts"]);
+    assert.deepEqual(Object.keys(patch.spec.template.spec).sort(), ["containers", "volumes"]);
+    // Shared with ArgoCD's fields: only the list-map key naming the container.
+    const base = new Set(fieldPaths(baseDeployment()));
+    const shared = fieldPaths({ spec: patch.spec }).filter((p) => base.has(p));
+    assert.deepEqual(shared, ['spec.template.spec.containers.k:{"name":"runner"}.name']);
+  });
+
+  it("the volume is the Secret, read-only, mode 0400 or stricter; the mount is read-only and shadows no existing mount", () => {
+    const vol = patch.spec.template.spec.volumes[0].secret;
+    const modes = [vol.defaultMode, ...vol.items.map((i: Obj) => i.mode ?? vol.defaultMode)];
+    for (const m of modes) {
+      assert.equal(typeof m, "number");
+      assert.equal(m & ~0o400, 0, `mode ${m.toString(8)} grants more than owner-read`);
+    }
+    const mount = patch.spec.template.spec.containers[0].volumeMounts[0];
+    assert.equal(mount.readOnly, true);
+    assert.equal(mount.subPath, undefined, "no subPath: a subPath mount would never see a re-synced Secret");
+    assert.equal(`${mount.mountPath}/${vol.items[0].path}`, "/run/secrets/zot-ci/zot-ci.env", "the file runner.env_file names");
+    const existing = (baseDeployment() as Obj).spec.template.spec.containers[0].volumeMounts.map((m: Obj) => m.mountPath) as string[];
+    for (const p of existing) {
+      assert.ok(!(mount.mountPath + "/").startsWith(p + "/") && !(p + "/").startsWith(mount.mountPath + "/"), `${mount.mountPath} vs ${p}`);
+    }
+  });
+
+  it("goes to the configured container and uses the configured, stable field manager", async () => {
+    assert.equal(patch.metadata.annotations["pulumi.com/patchFieldManager"], "runner-secrets");
+    assert.equal(patch.metadata.annotations["pulumi.com/patchForce"], undefined, "never forces ArgoCD's fields");
+    const r = await runStack("indri", {
+      config: { "runner-secrets:kubernetes": { container: "daemon", fieldManager: "zot-key-sync", deployment: "runner-x", namespace: "ci" } },
+    });
+    const { patch: p, es: e } = k8sObjects(r);
+    const pi = plainInputs(p);
+    assert.equal(pi.metadata.annotations["pulumi.com/patchFieldManager"], "zot-key-sync");
+    assert.deepEqual(pi.spec.template.spec.containers.map((c: Obj) => c.name), ["daemon"]);
+    assert.equal(pi.metadata.name, "runner-x");
+    assert.equal(pi.metadata.namespace, "ci");
+    assert.equal(plainInputs(e).metadata.namespace, "ci");
+  });
+
+  it("destroy: relinquishing the manager's fields leaves exactly ArgoCD's Deployment (nothing co-owned but the container key)", () => {
+    const base = baseDeployment();
+    const merged = applyPatch(base, { spec: patch.spec });
+    const baseFields = new Set(fieldPaths(base));
+    const exclusive = fieldPaths({ spec: patch.spec }).filter((p) => !baseFields.has(p));
+    // Server-side apply removes a relinquished field only when no other manager owns it: these go.
+    const after = fieldPaths(merged).filter((p) => !exclusive.includes(p));
+    assert.deepEqual(after.sort(), [...baseFields].sort());
+    assert.ok(exclusive.includes("spec.template.metadata.annotations.runner-secrets/key-digest"), "the annotation goes too: the pod rolls");
+  });
+});
