@@ -52,11 +52,19 @@ function assertHolds(p: Paths, key: string): void {
   assert.equal(owner(p.file), "0:0");
 }
 
+/** The validated nixos settings of the ringtail stack pointed at the test host, as the program gets them. */
+function nixosConfig(p: Paths) {
+  const raw = stackConfig("ringtail", {
+    "runner-secrets:nixos": { host: host.host, port: host.port, user: host.users.fish, hostKey: host.hostKey, envFile: p.file },
+  });
+  return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]))).nixos!;
+}
+
 /** Cut the writer's connection once this much of the new file went out: in the middle of the key. */
 const midKey = (key: string) => envFileContent(ENV_VAR, key).indexOf(key) + Math.floor(key.length / 2);
 
 describe("the connection dies in the middle of the write", () => {
-  it("during a rotation: the old file is intact, the step fails, the next up installs the new key", async () => {
+  it("during a rotation: the old file is intact, the step fails, the next up installs the new key", async (t) => {
     const p = pathsFor(host, "cut-rotation");
     const engine = new Engine();
     const key1 = freshKey();
@@ -75,13 +83,13 @@ describe("the connection dies in the middle of the write", () => {
 
     // What is left of the temp file: either nothing (the writer's EXIT trap ran) or a root-only
     // file in the root-only dir, which the next run removes. Which one it is, is printed.
-    const trapCleaned = await gone(p.tmp, 2000);
+    const trapCleaned = await gone(p.tmp, 1000);
     if (!trapCleaned) {
       assert.equal(mode(p.tmp), "0600");
       assert.equal(owner(p.tmp), "0:0");
       assert.equal(mode(p.dir), "0700");
     }
-    console.log(`# cut mid-write: temp file ${trapCleaned ? "removed by the writer's trap" : "left (0600 root) until the next run"}`);
+    t.diagnostic(`cut mid-write: temp file ${trapCleaned ? "removed by the writer's trap" : "left (0600 root) until the next run"}`);
 
     const retry = await up(host, engine, p, { key: key2 });
     assert.equal(retry.error, undefined, retry.error?.message);
@@ -101,7 +109,6 @@ describe("the connection dies in the middle of the write", () => {
     assert.deepEqual(summary(cut), [`create ${WRITER} (failed)`]);
     assert.equal(fs.existsSync(p.file), false);
     assert.equal(engine.state().size, 0, "a failed create is not saved");
-    await gone(p.tmp, 2000);
 
     const retry = await up(host, engine, p, { key });
     assert.equal(retry.error, undefined, retry.error?.message);
@@ -121,20 +128,13 @@ describe("the connection dies in the middle of the write", () => {
       abortAfterStdinBytes: midKey(key),
     });
     assert.ok(r.aborted);
-    assert.ok(await gone(p.tmp, 3000), "the temp file is still there after the cut connection");
+    assert.ok(await gone(p.tmp, 1000), "the temp file is still there after the cut connection");
   });
 
   it("the proposed fix (trap \"\" PIPE in the writer) removes the temp file at once", async () => {
     const p = pathsFor(host, "cut-fixed");
     const key = freshKey();
-    const cfg = parseConfig(
-      Object.fromEntries(
-        Object.entries(
-          stackConfig("ringtail", { "runner-secrets:nixos": { host: host.host, port: host.port, user: host.users.fish, hostKey: host.hostKey, envFile: p.file } }),
-        ).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
-      ),
-    ).nixos!;
-    const script = writeScript(cfg);
+    const script = writeScript(nixosConfig(p));
     const fixed = script.includes('trap "" PIPE') ? script : script.replace('trap "exit 129" HUP', 'trap "" PIPE\ntrap "exit 129" HUP');
     assert.ok(fixed.includes('trap "" PIPE'));
     const watch = watchProcesses(key, 5);
@@ -327,4 +327,29 @@ describe("the writer and its directory", () => {
       assert.equal(mode(shared), "0755", "the existing directory's mode was changed");
     },
   );
+
+  it("the proposed fix (create the directory only when it is missing) keeps an existing one and still makes a new one 0700 root", async () => {
+    const key = freshKey();
+    const fix = (script: string) => {
+      const fixed = script.replace(
+        /sudo -n mkdir -p "\$dir"\nsudo -n chown "root:root" "\$dir"\nsudo -n chmod "0700" "\$dir"\n/,
+        'sudo -n test -d "$dir" || sudo -n install -d -o "root" -g "root" -m "0700" "$dir"\n',
+      );
+      assert.notEqual(fixed, script, "the patch applied");
+      return fixed;
+    };
+    const shared = path.posix.join(host.root, "shared-etc-fixed");
+    fs.mkdirSync(shared, { mode: 0o755 });
+    fs.chmodSync(shared, 0o755);
+    const inShared: Paths = { dir: shared, file: path.posix.join(shared, "zot.env"), tmp: path.posix.join(shared, ".zot.env.runner-secrets-tmp") };
+    const fresh = pathsFor(host, "fresh-dir-fixed");
+    for (const p of [inShared, fresh]) {
+      const r = await runRemote(conn(host.users.fish), fix(writeScript(nixosConfig(p))), { stdin: envFileContent(ENV_VAR, key) });
+      assert.equal(r.code, 0, r.stderr);
+      assertHolds(p, key);
+    }
+    assert.equal(mode(shared), "0755");
+    assert.equal(mode(fresh.dir), "0700");
+    assert.equal(owner(fresh.dir), "0:0");
+  });
 });
