@@ -213,4 +213,33 @@ describe("moving the env file (a trigger of the writer)", () => {
     assert.equal(mode(moved.file), "0600");
     assert.deepEqual(calls(host), [REBUILD_CALL, RESTART_CALL, RESTART_CALL], "rebuild, restart, then the old delete's restart");
   });
+
+  it("when nixos-rebuild fails after the move, the old file stays (pending delete) until the next update's delete phase", async () => {
+    const old = pathsFor(host, "move-fail");
+    const moved = pathsFor(host, "move-fail", "zot-moved.env");
+    const key = freshKey();
+    const engine = new Engine();
+    assert.equal((await up(host, engine, old, { key })).error, undefined);
+    host.standins.reset();
+    host.standins.setFailure("nixos-rebuild", { exitCode: 2, output: "error: flake has no attribute\n" });
+    const failed = await up(host, engine, moved, { key });
+    assert.deepEqual(summary(failed), [`replace ${WRITER}`, `replace ${REBUILD} (failed)`]);
+    assert.deepEqual(engine.pendingDeletes(), [WRITER]);
+    assert.equal(fs.readFileSync(old.file, "utf8"), envFileContent(ENV_VAR, key), "the old file is still in place");
+    assert.equal(fs.readFileSync(moved.file, "utf8"), envFileContent(ENV_VAR, key));
+
+    host.standins.reset();
+    const r = await up(host, engine, moved, { key });
+    assert.equal(r.error, undefined, r.error?.message);
+    assert.deepEqual(summary(r), [
+      `replace ${REBUILD}`,
+      `replace ${RESTART}`,
+      `delete-replaced ${RESTART}`,
+      `delete-replaced ${REBUILD}`,
+      `delete-replaced ${WRITER}`,
+    ]);
+    assert.deepEqual(engine.pendingDeletes(), []);
+    assert.equal(fs.existsSync(old.file), false);
+    assert.deepEqual(calls(host), [REBUILD_CALL, RESTART_CALL, RESTART_CALL]);
+  });
 });

@@ -11,7 +11,8 @@
 //     in-place update;
 //   - steps follow registration dependencies (dependsOn and input dependencies, as runStack reads
 //     them); the first failing step stops the update: later steps and all deletes are skipped;
-//     condemned resources stay in state as pending deletes, deleted at the start of the next `up`;
+//     condemned resources stay in state as pending deletes, deleted in the delete phase (at the
+//     end) of the next `up` that gets that far;
 //   - deletes (replaced-old, removed from the program, destroy) run in reverse dependency order;
 //   - a resource id is assigned on create (the provider's NewUniqueHex); inputs that refer to
 //     another resource's id (the mock gives "<name>-id") see the engine's id for it.
@@ -100,7 +101,15 @@ export interface StepContext {
   property: "create" | "update" | "delete";
 }
 
+/**
+ * curve25519-sha256 is what Go's x/crypto/ssh client (the provider's) has long offered first;
+ * OpenSSH 9.2 would otherwise pick sntrup761x25519, which costs ~50 ms of CPU per connection here.
+ */
+export const DEFAULT_SSH_ARGS = ["-o", "KexAlgorithms=curve25519-sha256"];
+
 export interface EngineOptions {
+  /** ssh client options for every command (default DEFAULT_SSH_ARGS). */
+  sshArgs?: string[];
   /** The key the SSH agent would offer when a connection has no privateKey (the provider's fallback). */
   agentPrivateKey?: string;
   /** runRemote timeout per command, ms. Default 30000. */
@@ -142,18 +151,11 @@ export class Engine {
     }
     const commands = run.resources.filter((r) => r.type === REMOTE_COMMAND);
 
-    // Pending deletes from an earlier failed update go first.
-    if (this.pending.length > 0) {
-      const pending = this.pending;
-      this.pending = [];
-      const left = await this.deleteAll(reverseDependencyOrder(pending), "delete-replaced", out, upOpts);
-      if (left.length > 0) {
-        this.pending = left;
-        return out;
-      }
-    }
-
-    const condemned: ResourceState[] = [];
+    // Replaced resources an earlier failed update did not get to delete: deleted in this update's
+    // delete phase, with the ones this update condemns (the engine's GenerateDeletes).
+    const pendingBefore = this.pending;
+    this.pending = [];
+    const condemned: ResourceState[] = [...pendingBefore];
     const registeredNames = new Set(commands.map((c) => c.name));
     for (const reg of dependencyOrder(commands)) {
       const inputs = this.resolve(revealed(reg.inputs) as Record<string, unknown>, registeredNames);
@@ -203,18 +205,13 @@ export class Engine {
     return out;
   }
 
-  /** `pulumi destroy`: deletes everything in state, dependents first. */
+  /** `pulumi destroy`: deletes everything in state (pending deletes too), dependents first. */
   async destroy(upOpts: UpOptions = {}): Promise<UpResult> {
     const out: UpResult = { steps: [], runs: [] };
-    const pending = this.pending;
-    this.pending = [];
-    const left = await this.deleteAll(reverseDependencyOrder(pending), "delete-replaced", out, upOpts);
-    if (left.length > 0) {
-      this.pending = left;
-      return out;
-    }
-    for (const r of reverseDependencyOrder([...this.resources.values()])) {
-      if (!(await this.deleteStep("delete", r, out, upOpts))) return out;
+    const pending = new Set(this.pending);
+    for (const r of reverseDependencyOrder([...this.pending, ...this.resources.values()])) {
+      if (!(await this.deleteStep(pending.has(r) ? "delete-replaced" : "delete", r, out, upOpts))) return out;
+      if (pending.has(r)) this.pending = this.pending.filter((x) => x !== r);
     }
     return out;
   }
@@ -288,13 +285,6 @@ export class Engine {
     return true;
   }
 
-  private async deleteAll(list: ResourceState[], op: StepOp, out: UpResult, upOpts: UpOptions): Promise<ResourceState[]> {
-    for (let i = 0; i < list.length; i++) {
-      if (!(await this.deleteStep(op, list[i]!, out, upOpts))) return list.slice(i);
-    }
-    return [];
-  }
-
   // --- the provider's run() -----------------------------------------------------------------
 
   private async exec(
@@ -330,7 +320,12 @@ export class Engine {
 
     const stdin = typeof inputs.stdin === "string" ? inputs.stdin : "";
     const extra = upOpts.remoteOptions?.({ name, op, property }) ?? {};
-    const result = await runRemote(conn, command, { timeoutMs: this.opts.timeoutMs ?? 30_000, ...extra, ...(stdin !== "" ? { stdin } : {}) });
+    const result = await runRemote(conn, command, {
+      timeoutMs: this.opts.timeoutMs ?? 30_000,
+      ...extra,
+      extraSshArgs: [...(this.opts.sshArgs ?? DEFAULT_SSH_ARGS), ...(extra.extraSshArgs ?? [])],
+      ...(stdin !== "" ? { stdin } : {}),
+    });
     const record: RemoteRun = { name, op, property, command, stdinBytes: Buffer.byteLength(stdin), result, setenv };
     out.runs.push(record);
     this.history.push(record);
@@ -376,15 +371,15 @@ export class Engine {
   }
 }
 
-/** Registration order, but never before a dependency (Kahn, stable). */
+/** Registration order, but never before a dependency (Kahn, stable; several items may share a name). */
 export function dependencyOrder<T extends { name: string; dependsOn: string[] }>(items: T[]): T[] {
-  const names = new Set(items.map((i) => i.name));
-  const done = new Set<string>();
+  const done = new Set<T>();
   const out: T[] = [];
+  const waitsFor = (i: T, dep: string) => items.some((j) => j !== i && j.name === dep && !done.has(j));
   while (out.length < items.length) {
-    const next = items.find((i) => !done.has(i.name) && i.dependsOn.every((d) => !names.has(d) || done.has(d)));
-    if (!next) throw new Error(`engine: dependency cycle among ${items.filter((i) => !done.has(i.name)).map((i) => i.name).join(", ")}`);
-    done.add(next.name);
+    const next = items.find((i) => !done.has(i) && !i.dependsOn.some((d) => waitsFor(i, d)));
+    if (!next) throw new Error(`engine: dependency cycle among ${items.filter((i) => !done.has(i)).map((i) => i.name).join(", ")}`);
+    done.add(next);
     out.push(next);
   }
   return out;
