@@ -319,8 +319,7 @@ describe("indri: the DeploymentPatch sets only its own fields", () => {
     const v = 'spec.template.spec.volumes.k:{"name":"zot-ci-env"}';
     assert.deepEqual(owned.sort(), [
       `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.name`,
-      `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.valueFrom.secretKeyRef.key`,
-      `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.valueFrom.secretKeyRef.name`,
+      `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.valueFrom.secretKeyRef`,
       `${c}.name`,
       `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.mountPath`,
       `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.name`,

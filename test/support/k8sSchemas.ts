@@ -237,6 +237,14 @@ const LIST_MAP_KEYS: Record<string, string> = {
   "spec.template.spec.containers[].volumeMounts": "mountPath",
 };
 
+/** Structs the schema marks atomic (`+structType=atomic`): owned and replaced as a whole. */
+const ATOMIC_MAPS = new Set([
+  "spec.template.spec.containers[].env[].valueFrom.secretKeyRef",
+  "spec.template.spec.containers[].env[].valueFrom.configMapKeyRef",
+  "spec.template.spec.containers[].env[].valueFrom.fieldRef",
+  "spec.template.spec.containers[].env[].valueFrom.resourceFieldRef",
+]);
+
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === "object" && !Array.isArray(v);
 
@@ -265,12 +273,14 @@ export function applyPatch(base: unknown, patch: unknown, at = ""): unknown {
  * atomic lists as one leaf. What a field manager would own after applying it.
  */
 export function fieldPaths(value: unknown, at = ""): string[] {
+  const shape = at.replace(/\.k:\{[^}]*\}/g, "[]");
+  if (isObj(value) && ATOMIC_MAPS.has(shape)) return [at];
   if (isObj(value)) {
     const keys = Object.entries(value);
     if (keys.length === 0) return [at];
     return keys.flatMap(([k, v]) => fieldPaths(v, at ? `${at}.${k}` : k));
   }
-  const key = LIST_MAP_KEYS[at.replace(/\[[^\]]*\]/g, "[]").replace(/\.k:\{[^}]*\}/g, "[]")];
+  const key = LIST_MAP_KEYS[shape];
   if (Array.isArray(value) && key) {
     return (value as Obj[]).flatMap((item) => fieldPaths(item, `${at}.k:{${JSON.stringify(key)}:${JSON.stringify(item[key])}}`));
   }

@@ -1,0 +1,267 @@
+// indri against a REAL kube-apiserver (etcd + kube-apiserver v1.33, ESO v0.16.2 CRDs; see
+// setup.sh): the objects the stack registers are server-side applied as the provider applies them,
+// next to a Deployment created the way ArgoCD creates it. Proves: strict schema acceptance, no
+// conflict with ArgoCD's fields, an ArgoCD sync keeps the patch, rotation changes only the
+// annotation, and relinquishing the field manager (what destroy does) restores ArgoCD's object.
+//
+// Not here (nothing runs them): ESO's controller (no Secret is synced, no Ready condition) and
+// kube-controller-manager (no garbage collection, no rollout). Skipped without the binaries.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { revealed, runStack, type StackRun } from "../support/mockStack";
+import { applyPatch, baseDeployment, fieldPaths } from "../support/k8sSchemas";
+import { parseConfig } from "../../components/config";
+import { findBinaries, startApiServer, type ApiServer } from "./apiServer";
+
+type Obj = Record<string, any>;
+
+const bin = findBinaries();
+const NS = "forgejo-runner";
+const ES_PATH = `/apis/external-secrets.io/v1/namespaces/${NS}/externalsecrets`;
+const DEP_PATH = `/apis/apps/v1/namespaces/${NS}/deployments`;
+const ARGOCD = "argocd-controller";
+
+/** managedFields' fieldsV1 as the paths fieldPaths() produces. */
+function fieldsV1Paths(f: Obj, at = ""): string[] {
+  const entries = Object.entries(f).filter(([k]) => k !== ".");
+  if (entries.length === 0) return [at];
+  return entries.flatMap(([k, v]) => fieldsV1Paths(v as Obj, `${at ? `${at}.` : ""}${k.startsWith("f:") ? k.slice(2) : k}`));
+}
+
+function managedBy(obj: Obj, manager: string): Obj[] {
+  return (obj.metadata.managedFields as Obj[]).filter((m) => m.manager === manager);
+}
+
+/** Paths where `sent` is not contained in `stored` (stored may add defaults). */
+function notContained(sent: unknown, stored: unknown, at = ""): string[] {
+  if (Array.isArray(sent)) {
+    if (!Array.isArray(stored) || stored.length !== sent.length) return [at];
+    return sent.flatMap((x, i) => notContained(x, stored[i], `${at}[${i}]`));
+  }
+  if (sent !== null && typeof sent === "object") {
+    if (stored === null || typeof stored !== "object") return [at];
+    return Object.entries(sent).flatMap(([k, v]) => notContained(v, (stored as Obj)[k], `${at}.${k}`));
+  }
+  return Object.is(sent, stored) ? [] : [at];
+}
+
+/** The k8s objects of one mock run of the real program, as the provider would send them. */
+function objects(run: StackRun): { es: Obj; patch: Obj } {
+  assert.equal(run.error, undefined, String(run.error));
+  const es = revealed(run.resources.find((r) => r.name === "zot-ci-external-secret")!.inputs) as Obj;
+  const patch = revealed(run.resources.find((r) => r.name === "zot-ci-deployment-patch")!.inputs) as Obj;
+  // Provider-internal: tells the provider which field manager to use, as the query parameter below.
+  delete patch.metadata.annotations["pulumi.com/patchFieldManager"];
+  if (Object.keys(patch.metadata.annotations).length === 0) delete patch.metadata.annotations;
+  return { es, patch };
+}
+
+describe("indri against a real kube-apiserver", { skip: typeof bin === "string" ? bin : false }, () => {
+  let api: ApiServer;
+  let one: { es: Obj; patch: Obj };
+  let two: { es: Obj; patch: Obj };
+  let manager: string;
+
+  before(async () => {
+    if (typeof bin === "string") return;
+    one = objects(await runStack("indri", { key: "zak_TESTONLYapiserverONE0000" }));
+    two = objects(await runStack("indri", { key: "zak_TESTONLYapiserverTWO0000" }));
+    manager = (revealed((await runStack("indri", {})).resources.find((r) => r.name === "zot-ci-deployment-patch")!.inputs) as Obj)
+      .metadata.annotations["pulumi.com/patchFieldManager"];
+    api = await startApiServer(bin);
+    const ns = await api.request("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
+    assert.equal(ns.status, 201, JSON.stringify(ns.body));
+  });
+  after(async () => {
+    await api?.stop();
+  });
+
+  it("ESO v0.16.2's CRDs install and external-secrets.io/v1 ExternalSecret is served", async () => {
+    if (typeof bin === "string") return;
+    for (const crd of ["externalsecrets", "secretstores", "clustersecretstores"]) {
+      const text = fs.readFileSync(path.join(bin.esoCrds, `external-secrets.io_${crd}.yaml`), "utf8");
+      const r = await api.apply(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd}.external-secrets.io`, text, "test-setup");
+      assert.equal(r.status, 201, JSON.stringify(r.body).slice(0, 500));
+    }
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const r = await api.request("GET", "/apis/external-secrets.io/v1");
+      if (r.status === 200 && (r.body.resources as Obj[]).some((x) => x.kind === "ExternalSecret")) break;
+      assert.ok(Date.now() < deadline, "external-secrets.io/v1 not served");
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  });
+
+  it("the ExternalSecret is accepted with strict field validation; stored as sent plus the CRD's defaults", async () => {
+    const r = await api.apply(`${ES_PATH}/${one.es.metadata.name}`, one.es, manager);
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const stored = r.body as Obj;
+    // Everything sent is there, unchanged (nothing pruned or rewritten).
+    assert.deepEqual(notContained(one.es, stored), []);
+    assert.equal(stored.spec.data[0].remoteRef.property, "credential");
+    assert.equal(stored.spec.target.creationPolicy, "Owner");
+    // The defaults ESO's CRD adds (what ESO will act on).
+    assert.equal(stored.spec.target.deletionPolicy, "Retain");
+    assert.equal(stored.spec.target.template.mergePolicy, "Replace");
+    assert.equal(stored.spec.data[0].remoteRef.conversionStrategy, "Default");
+  });
+
+  it("a misspelt field (remoteRef.propery) is refused by server-side apply; a plain create would silently drop it", async () => {
+    const bad = structuredClone(one.es);
+    bad.metadata.name = "misspelt";
+    bad.spec.data[0].remoteRef.propery = "credential";
+    delete bad.spec.data[0].remoteRef.property;
+    const r = await api.apply(`${ES_PATH}/misspelt`, bad, manager);
+    assert.ok(r.status >= 400, `status ${r.status}`);
+    assert.match(r.body.message, /\.spec\.data\[0\]\.remoteRef\.propery: field not declared in schema/);
+    // Why the provider must use server-side apply (it does: enableServerSideApply): a create
+    // without it is accepted with a warning, and ESO would then read the field "password".
+    const created = await api.request("POST", `${ES_PATH}?fieldValidation=Warn`, bad);
+    assert.equal(created.status, 201);
+    assert.match(String(created.headers.warning), /unknown field \\"spec\.data\[0\]\.remoteRef\.propery\\"/);
+    assert.equal(created.body.spec.data[0].remoteRef.property, undefined);
+    await api.request("DELETE", `${ES_PATH}/misspelt`);
+  });
+
+  it("wrong enum values are refused: creationPolicy Ownr, secretStoreRef.kind Secretstore", async () => {
+    const bad = structuredClone(one.es);
+    bad.metadata.name = "bad-enum";
+    bad.spec.target.creationPolicy = "Ownr";
+    bad.spec.secretStoreRef.kind = "Secretstore";
+    const r = await api.apply(`${ES_PATH}/bad-enum`, bad, manager);
+    assert.equal(r.status, 422, JSON.stringify(r.body));
+    assert.match(r.body.message, /spec\.target\.creationPolicy: Unsupported value: "Ownr"/);
+    assert.match(r.body.message, /spec\.secretStoreRef\.kind: Unsupported value: "Secretstore"/);
+  });
+
+  it("ArgoCD's Deployment (runner + dind) is created and valid", async () => {
+    const r = await api.request("POST", `${DEP_PATH}?fieldManager=${ARGOCD}&fieldValidation=Strict`, baseDeployment());
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+  });
+
+  it("the DeploymentPatch applies without force and without conflict; the server owns for it exactly the fields the patch sets", async () => {
+    const before = (await api.request("GET", `${DEP_PATH}/forgejo-runner`)).body as Obj;
+    const r = await api.apply(`${DEP_PATH}/forgejo-runner`, one.patch, manager);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const live = r.body as Obj;
+    assert.equal(live.metadata.generation, before.metadata.generation + 1, "a pod-template change: the pod rolls");
+    const mine = managedBy(live, manager);
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0].operation, "Apply");
+    assert.deepEqual(fieldsV1Paths(mine[0].fieldsV1).sort(), fieldPaths({ spec: one.patch.spec }).sort());
+    // ArgoCD's fields are untouched, the merge is what the offline model predicts.
+    const expected = applyPatch(before, { spec: one.patch.spec }) as Obj;
+    assert.deepEqual(live.spec, { ...expected.spec, template: { ...expected.spec.template } });
+    assert.equal(live.spec.replicas, 1);
+    assert.deepEqual(live.spec.template.spec.containers.map((c: Obj) => [c.name, c.image]), [
+      ["runner", "code.forgejo.org/forgejo/runner:12.0.0"],
+      ["dind", "docker:28-dind"],
+    ]);
+    assert.equal(live.spec.template.spec.volumes.find((v: Obj) => v.name === "zot-ci-env").secret.defaultMode, 0o400);
+  });
+
+  it("a patch that touched an ArgoCD field would conflict (why it sets none and never forces)", async () => {
+    const greedy = structuredClone(one.patch);
+    greedy.spec.template.spec.containers[0].image = "example.invalid/other:1";
+    const r = await api.apply(`${DEP_PATH}/forgejo-runner`, greedy, manager);
+    assert.equal(r.status, 409, JSON.stringify(r.body));
+    assert.match(r.body.message, new RegExp(`conflict with "${ARGOCD}"`));
+  });
+
+  it("an ArgoCD sync (client-side strategic merge, or server-side apply with force) keeps the patch's fields", async () => {
+    const smp = await api.request("PATCH", `${DEP_PATH}/forgejo-runner?fieldManager=${ARGOCD}`, baseDeployment(), "application/strategic-merge-patch+json");
+    assert.equal(smp.status, 200, JSON.stringify(smp.body));
+    const ssa = await api.apply(`${DEP_PATH}/forgejo-runner`, baseDeployment(), ARGOCD, { force: true });
+    assert.equal(ssa.status, 200, JSON.stringify(ssa.body));
+    const live = ssa.body as Obj;
+    const runner = live.spec.template.spec.containers.find((c: Obj) => c.name === "runner");
+    assert.ok(runner.env.some((e: Obj) => e.name === "ZOT_CI_API_KEY"));
+    assert.ok(runner.volumeMounts.some((m: Obj) => m.name === "zot-ci-env"));
+    assert.equal(live.spec.template.metadata.annotations["runner-secrets/key-digest"], one.patch.spec.template.metadata.annotations["runner-secrets/key-digest"]);
+    assert.deepEqual(fieldsV1Paths(managedBy(live, manager)[0].fieldsV1).sort(), fieldPaths({ spec: one.patch.spec }).sort());
+  });
+
+  it("rotation: a new key changes only the two annotations (ExternalSecret generation unchanged, Deployment rolls); the same key is a no-op", async () => {
+    const esBefore = (await api.request("GET", `${ES_PATH}/${one.es.metadata.name}`)).body as Obj;
+    const esAfter = (await api.apply(`${ES_PATH}/${two.es.metadata.name}`, two.es, manager)).body as Obj;
+    assert.notEqual(esAfter.metadata.annotations["runner-secrets/key-digest"], esBefore.metadata.annotations["runner-secrets/key-digest"]);
+    assert.deepEqual(esAfter.spec, esBefore.spec);
+    // Metadata-only: the CR's generation stays; ESO re-syncs because an annotation changed.
+    assert.equal(esAfter.metadata.generation, esBefore.metadata.generation);
+
+    const depBefore = (await api.request("GET", `${DEP_PATH}/forgejo-runner`)).body as Obj;
+    const depAfter = (await api.apply(`${DEP_PATH}/forgejo-runner`, two.patch, manager)).body as Obj;
+    assert.equal(depAfter.metadata.generation, depBefore.metadata.generation + 1);
+    const annotation = (o: Obj) => o.spec.template.metadata.annotations["runner-secrets/key-digest"];
+    assert.equal(annotation(depAfter), two.patch.spec.template.metadata.annotations["runner-secrets/key-digest"]);
+    const strip = (o: Obj) => ({ ...o.spec, template: { ...o.spec.template, metadata: { ...o.spec.template.metadata, annotations: {} } } });
+    assert.deepEqual(strip(depAfter), strip(depBefore));
+
+    const again = (await api.apply(`${DEP_PATH}/forgejo-runner`, two.patch, manager)).body as Obj;
+    assert.equal(again.metadata.resourceVersion, depAfter.metadata.resourceVersion, "same key: nothing written");
+    const esAgain = (await api.apply(`${ES_PATH}/${two.es.metadata.name}`, two.es, manager)).body as Obj;
+    assert.equal(esAgain.metadata.resourceVersion, esAfter.metadata.resourceVersion);
+  });
+
+  it("destroy: relinquishing the field manager removes exactly the patch's fields; ArgoCD's Deployment is as before", async () => {
+    const created = baseDeployment() as Obj;
+    // What the provider's delete of a Patch resource sends: the object's identity, nothing else.
+    const r = await api.apply(
+      `${DEP_PATH}/forgejo-runner`,
+      { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "forgejo-runner", namespace: NS } },
+      manager,
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const live = r.body as Obj;
+    assert.equal(managedBy(live, manager).length, 0, "the manager owns nothing any more");
+    const runner = live.spec.template.spec.containers.find((c: Obj) => c.name === "runner");
+    assert.deepEqual(runner.env, created.spec.template.spec.containers[0].env);
+    assert.deepEqual(runner.volumeMounts.map((m: Obj) => m.mountPath), ["/config", "/data", "/certs"]);
+    assert.deepEqual(live.spec.template.spec.volumes.map((v: Obj) => v.name), ["config", "data", "docker-certs"]);
+    assert.equal(live.spec.template.metadata.annotations?.["runner-secrets/key-digest"], undefined);
+    // Then the ExternalSecret goes (the patch depends on it, so destroy deletes it second).
+    const del = await api.request("DELETE", `${ES_PATH}/${one.es.metadata.name}`);
+    assert.equal(del.status, 200, JSON.stringify(del.body));
+  });
+
+  it("the config's Kubernetes name rules never accept a name the API server refuses", async () => {
+    const accepted = (key: string, value: string) => {
+      try {
+        parseConfig({ "runner-secrets:target": "kubernetes", "runner-secrets:kubernetes": JSON.stringify({ [key]: value }) });
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const dep = (mutate: (d: Obj) => void) => {
+      const d = baseDeployment() as Obj;
+      d.metadata.name = "name-check";
+      mutate(d);
+      return api.request("POST", `${DEP_PATH}?dryRun=All`, d);
+    };
+    const serverAccepts: Record<string, (v: string) => Promise<{ status: number }>> = {
+      namespace: (v) => api.request("POST", "/api/v1/namespaces?dryRun=All", { apiVersion: "v1", kind: "Namespace", metadata: { name: v } }),
+      deployment: (v) => dep((d) => (d.metadata.name = v)),
+      container: (v) => dep((d) => (d.spec.template.spec.containers[0].name = v)),
+      volumeName: (v) =>
+        dep((d) => {
+          d.spec.template.spec.volumes[0].name = v;
+          d.spec.template.spec.containers[0].volumeMounts[0].name = v;
+        }),
+      secretName: (v) => api.request("POST", `/api/v1/namespaces/${NS}/secrets?dryRun=All`, { apiVersion: "v1", kind: "Secret", metadata: { name: v } }),
+      externalSecret: (v) => api.request("POST", `${ES_PATH}?dryRun=All`, { ...one.es, metadata: { name: v, namespace: NS } }),
+    };
+    const names = ["forgejo-runner", "runner", "a", "zot-ci.env", "Runner", "runner_1", "-runner", "runner-", "a/b", "", "x".repeat(63), "x".repeat(64), "a..b", "ä"];
+    for (const [key, check] of Object.entries(serverAccepts)) {
+      for (const name of names) {
+        const ok = accepted(key, name);
+        const status = (await check(name)).status;
+        // 409: valid, but exists already (validation runs first).
+        if (ok) assert.ok(status < 300 || status === 409, `config accepts kubernetes.${key} = ${JSON.stringify(name)}, the server answers ${status}`);
+        if (["Runner", "a/b", "", "x".repeat(254), "-runner"].includes(name)) assert.ok(!ok, `config must refuse kubernetes.${key} = ${JSON.stringify(name)}`);
+      }
+    }
+  });
+});

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs a real (if minimal) API server for test/apiserver/*.test.ts: etcd from Debian and
+# kube-apiserver built from the k8s.io/kubernetes module via the Go module proxy, plus ESO's CRDs
+# from the external-secrets Go module (the same v0.16.2 the @kubernetes-models/external-secrets
+# package was generated from). Nothing downloaded here is committed. Idempotent.
+#
+# `go install k8s.io/kubernetes/cmd/kube-apiserver@vX` refuses ("The go.mod file for the module
+# providing named packages contains one or more replace directives"): the module points its
+# staging repos (k8s.io/api, …) at ./staging, which the module zip does not contain. So: copy the
+# module, drop those replaces in favour of the published v0.X.Y staging modules, drop go.work and
+# vendor/, and build with -mod=mod.
+set -euo pipefail
+
+K8S_VERSION="${K8S_VERSION:-1.33.4}"
+ESO_VERSION="${ESO_VERSION:-0.16.2}"
+PREFIX="${RS_APISERVER_PREFIX:-/opt/runner-secrets-apiserver}"
+BIN="$PREFIX/kube-apiserver-v$K8S_VERSION"
+
+if ! command -v etcd >/dev/null; then
+  apt-get install -y --no-install-recommends etcd-server
+fi
+etcd --version | head -1
+
+if [ ! -x "$BIN" ]; then
+  command -v go >/dev/null || { echo "setup: needs Go (https://go.dev/dl) for kube-apiserver" >&2; exit 1; }
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  mod="$(GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  cp -r "$mod" "$work/src"
+  chmod -R u+w "$work/src"
+  cd "$work/src"
+  rm -rf go.work go.work.sum vendor
+  staging="v0.${K8S_VERSION#1.}"
+  for m in $(go mod edit -json | grep -o '"Path": "./staging/src/k8s.io/[^"]*"' | sed 's#.*staging/src/##; s#"$##'); do
+    go mod edit -dropreplace="$m" -require="$m@$staging"
+  done
+  if grep -q '=> ./staging' go.mod; then echo "setup: replace directives left in go.mod" >&2; exit 1; fi
+  mkdir -p "$PREFIX"
+  GOWORK=off GOFLAGS=-mod=mod go build -trimpath \
+    -ldflags "-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" \
+    -o "$BIN.tmp" ./cmd/kube-apiserver
+  mv "$BIN.tmp" "$BIN"
+  cd /
+fi
+ln -sf "$BIN" "$PREFIX/kube-apiserver"
+"$PREFIX/kube-apiserver" --version
+
+eso="$(cd / && GOFLAGS=-mod=mod go mod download -json "github.com/external-secrets/external-secrets@v$ESO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+ln -sfn "$eso/config/crds/bases" "$PREFIX/eso-crds"
+ls "$PREFIX/eso-crds/external-secrets.io_externalsecrets.yaml"
+echo "setup: ok ($PREFIX)"
