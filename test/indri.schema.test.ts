@@ -5,7 +5,6 @@
 // The objects come from the REAL program (index.ts) run under mocks with Pulumi.indri.yaml.
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { FAKE_KEY, isSecretValue, revealed, runStack, type Registered, type StackRun } from "./support/mockStack";
 import {
   applyPatch,
@@ -14,6 +13,8 @@ import {
   loadModels,
   modelErrors,
   schemaProblems,
+  parseDotenv,
+  renderTemplate,
   unknownFields,
 } from "./support/k8sSchemas";
 
@@ -37,81 +38,6 @@ function plainInputs(r: Registered): Obj {
   };
   walk(r.inputs, "inputs");
   return revealed(r.inputs) as Obj;
-}
-
-// --- a tiny renderer for what ESO's template engine v2 does with these templates -----------------
-
-/**
- * Renders `{{ .name }}` and `{{ .name | fn args… }}` with the sprig functions used here. Anything
- * else throws, so a template this cannot mirror faithfully fails the test instead of passing by luck.
- */
-export function renderTemplate(text: string, data: Record<string, string>): string {
-  return text.replace(/\{\{(.*?)\}\}/gs, (_, body: string) => {
-    const stages = body.trim().split(/\s*\|\s*/);
-    const first = /^\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(stages[0]);
-    if (!first) throw new Error(`template action not supported by this renderer: {{${body}}}`);
-    if (!(first[1] in data)) throw new Error(`template reads .${first[1]}, which the ExternalSecret does not provide`);
-    let v = data[first[1]];
-    for (const stage of stages.slice(1)) {
-      const [fn, ...args] = stage.split(/\s+/);
-      if (fn === "sha256sum" && args.length === 0) v = createHash("sha256").update(v, "utf8").digest("hex");
-      else if (fn === "trunc" && args.length === 1 && /^\d+$/.test(args[0])) v = v.slice(0, Number(args[0]));
-      else throw new Error(`template function not supported by this renderer: ${stage}`);
-    }
-    return v;
-  });
-}
-
-/**
- * Parses a dotenv file as github.com/joho/godotenv v1.5 (forgejo-runner's env_file reader) does:
- * `export` prefix, `=` or `:`, single quotes literal, double quotes with escapes and $ expansion,
- * unquoted values trimmed, inline ` #` comments dropped and $ expanded.
- */
-export function parseDotenv(text: string, env: Record<string, string> = {}): Record<string, string> {
-  const out: Record<string, string> = {};
-  const expand = (s: string) =>
-    s.replace(/(\\)?\$(\{[A-Za-z0-9_]+\}|[A-Za-z0-9_]+)?/g, (m, esc: string | undefined, name: string | undefined) => {
-      if (esc) return m.slice(1);
-      if (!name) return m;
-      const n = name.replace(/^\{|\}$/g, "");
-      return out[n] ?? env[n] ?? "";
-    });
-  let src = text.replace(/\r\n/g, "\n");
-  while (src.length) {
-    src = src.replace(/^[\s]+/, "");
-    if (!src.length) break;
-    if (src.startsWith("#")) {
-      src = src.slice(src.indexOf("\n") < 0 ? src.length : src.indexOf("\n"));
-      continue;
-    }
-    src = src.replace(/^export[ \t]+/, "");
-    const sep = src.search(/[=:]/);
-    if (sep < 0) throw new Error(`dotenv: no separator in ${JSON.stringify(src.split("\n")[0])}`);
-    const key = src.slice(0, sep).trim();
-    if (!/^[A-Za-z0-9_.]+$/.test(key)) throw new Error(`dotenv: bad key ${JSON.stringify(key)}`);
-    src = src.slice(sep + 1).replace(/^[ \t]+/, "");
-    const q = src[0];
-    if (q === "'" || q === '"') {
-      let end = -1;
-      for (let i = 1; i < src.length; i++) if (src[i] === q && src[i - 1] !== "\\") { end = i; break; }
-      if (end < 0) throw new Error(`dotenv: unterminated quoted value for ${key}`);
-      let value = src.slice(0, end).replace(new RegExp(`^${q}+|${q}+$`, "g"), "");
-      if (q === '"') {
-        value = expand(value.replace(/\\([^$])/g, (_, c: string) => ({ n: "\n", r: "\r" } as Record<string, string>)[c] ?? c));
-      }
-      out[key] = value;
-      src = src.slice(end + 1);
-      src = src.slice(src.indexOf("\n") < 0 ? src.length : src.indexOf("\n"));
-    } else {
-      const eol = src.indexOf("\n") < 0 ? src.length : src.indexOf("\n");
-      let line = src.slice(0, eol);
-      const hash = line.search(/[ \t]#/);
-      if (hash >= 0) line = line.slice(0, hash);
-      out[key] = expand(line.trim());
-      src = src.slice(eol);
-    }
-  }
-  return out;
 }
 
 // --- the default indri run ------------------------------------------------------------------
@@ -267,24 +193,31 @@ describe("indri: the ExternalSecret does what issue 4 asks", () => {
     assert.equal(plainInputs(k8sObjects(r).es).metadata.annotations["pulumi.com/timeoutSeconds"], "90");
   });
 
+  /** The Secret key the volume projects as the env file (whatever the program names it). */
+  const envFileKey = () => {
+    const items = patch.spec.template.spec.volumes[0].secret.items as Obj[];
+    assert.equal(items.length, 1, "the volume carries only the env file");
+    return items[0].key as string;
+  };
+
   it("template engine v2 renders the plain key, the dotenv line ZOT_CI_API_KEY='…' and the digest", () => {
     const t = es.spec.target.template;
     assert.equal(t.engineVersion, "v2");
     assert.equal(t.type, "Opaque");
-    assert.deepEqual(Object.keys(t.data).sort(), ["ZOT_CI_API_KEY", "key-digest", "zot-ci.env"]);
+    assert.deepEqual(Object.keys(t.data).sort(), ["ZOT_CI_API_KEY", "key-digest", envFileKey()].sort());
     // Secret data keys must match Kubernetes' config-key pattern.
     for (const k of Object.keys(t.data)) assert.match(k, /^[-._a-zA-Z0-9]{1,253}$/, k);
     const rendered = Object.fromEntries(Object.entries(t.data as Record<string, string>).map(([k, v]) => [k, renderTemplate(v, { apiKey: FAKE_KEY })]));
     assert.deepEqual(rendered, {
       ZOT_CI_API_KEY: FAKE_KEY,
-      "zot-ci.env": `ZOT_CI_API_KEY='${FAKE_KEY}'\n`,
+      [envFileKey()]: `ZOT_CI_API_KEY='${FAKE_KEY}'\n`,
       "key-digest": run.outputs.keyDigest,
     });
     assert.equal(rendered["key-digest"], es.metadata.annotations["runner-secrets/key-digest"]);
   });
 
   it("the dotenv entry parses (godotenv semantics) to exactly the key, even with $, #, \\ and \" in it", () => {
-    const t = es.spec.target.template.data["zot-ci.env"] as string;
+    const t = es.spec.target.template.data[envFileKey()] as string;
     const keys = [
       FAKE_KEY,
       "zak_" + "A1b2-C3d4_E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v",
@@ -307,8 +240,10 @@ describe("indri: the ExternalSecret does what issue 4 asks", () => {
     assert.equal(renderTemplate(t[ref.key], { apiKey: FAKE_KEY }), FAKE_KEY, "the env var gets the plain key");
     const vol = spec.volumes[0].secret;
     assert.equal(vol.secretName, es.spec.target.name);
-    for (const item of vol.items) assert.ok(item.key in t, item.key);
-    assert.deepEqual(vol.items.map((i: Obj) => i.key), ["zot-ci.env"], "the volume carries only the env file");
+    assert.ok(envFileKey() in t, envFileKey());
+    assert.notEqual(envFileKey(), ref.key);
+    assert.equal(renderTemplate(t[envFileKey()], { apiKey: FAKE_KEY }), `ZOT_CI_API_KEY='${FAKE_KEY}'\n`, "the file gets the dotenv line");
+    assert.equal(vol.items[0].path, "zot-ci.env", "named as envFilePath's file name");
   });
 });
 

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { revealed, runStack, type StackRun } from "../support/mockStack";
-import { applyPatch, baseDeployment, fieldPaths } from "../support/k8sSchemas";
+import { applyPatch, baseDeployment, fieldPaths, renderTemplate } from "../support/k8sSchemas";
 import { parseConfig } from "../../components/config";
 import { findBinaries, startApiServer, type ApiServer } from "./apiServer";
 
@@ -106,6 +106,28 @@ describe("indri against a real kube-apiserver", { skip: typeof bin === "string" 
     assert.equal(stored.spec.target.deletionPolicy, "Retain");
     assert.equal(stored.spec.target.template.mergePolicy, "Replace");
     assert.equal(stored.spec.data[0].remoteRef.conversionStrategy, "Default");
+  });
+
+  it("the Secret ESO would write from the template (owned by the ExternalSecret) is a valid Secret", async () => {
+    const es = (await api.request("GET", `${ES_PATH}/${one.es.metadata.name}`)).body as Obj;
+    const key = "zak_TESTONLYapiserverONE0000";
+    const data = Object.fromEntries(
+      Object.entries(es.spec.target.template.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(renderTemplate(v, { apiKey: key })).toString("base64")]),
+    );
+    const secret = {
+      apiVersion: "v1",
+      kind: "Secret",
+      type: es.spec.target.template.type,
+      metadata: {
+        name: es.spec.target.name,
+        namespace: NS,
+        // What creationPolicy Owner makes ESO set: deleting the ExternalSecret garbage-collects this.
+        ownerReferences: [{ apiVersion: "external-secrets.io/v1", kind: "ExternalSecret", name: es.metadata.name, uid: es.metadata.uid, controller: true, blockOwnerDeletion: true }],
+      },
+      data,
+    };
+    const r = await api.request("POST", `/api/v1/namespaces/${NS}/secrets?dryRun=All&fieldValidation=Strict`, secret);
+    assert.equal(r.status, 201, JSON.stringify(r.body));
   });
 
   it("a misspelt field (remoteRef.propery) is refused by server-side apply; a plain create would silently drop it", async () => {
