@@ -243,3 +243,19 @@ describe("moving the env file (a trigger of the writer)", () => {
     assert.deepEqual(calls(host), [REBUILD_CALL, RESTART_CALL, RESTART_CALL]);
   });
 });
+
+describe("a change that is not a trigger", () => {
+  it("nixos.fileMode 0600 → 0640 is an in-place update of the writer only (no rebuild, no restart)", async () => {
+    const p = pathsFor(host, "mode-change");
+    const key = freshKey();
+    const engine = new Engine();
+    assert.equal((await up(host, engine, p, { key })).error, undefined);
+    host.standins.reset();
+    const r = await up(host, engine, p, { key, nixos: { fileMode: "0640" } });
+    assert.equal(r.error, undefined, r.error?.message);
+    assert.deepEqual(summary(r), [`update ${WRITER}`]);
+    assert.equal(mode(p.file), "0640");
+    assert.equal(fs.readFileSync(p.file, "utf8"), envFileContent(ENV_VAR, key));
+    assert.deepEqual(calls(host), []);
+  });
+});
