@@ -335,6 +335,8 @@ describe("the writer and its directory", () => {
         /sudo -n mkdir -p "\$dir"\nsudo -n chown "root:root" "\$dir"\nsudo -n chmod "0700" "\$dir"\n/,
         'sudo -n test -d "$dir" || sudo -n install -d -o "root" -g "root" -m "0700" "$dir"\n',
       );
+      // Once the fix is in components/nixos.ts the script is used as it is.
+      if (!script.includes('sudo -n mkdir -p "$dir"')) return script;
       assert.notEqual(fixed, script, "the patch applied");
       return fixed;
     };
