@@ -80,6 +80,22 @@ export function hostKeyProblem(value: string): string | undefined {
   return undefined;
 }
 
+// The env file's directory becomes the Secret volume's mount point (hiding whatever the image has
+// there) and its name becomes a key of the Secret.
+const secretDataKeyRe = /^[-._a-zA-Z0-9]+$/;
+const reservedMountDirs = new Set(["/etc", "/run", "/var", "/var/run", "/run/secrets", "/var/run/secrets", "/tmp", "/home", "/root", "/opt", "/srv", "/data"]);
+const systemTrees = new Set(["bin", "sbin", "lib", "lib64", "usr", "boot", "dev", "proc", "sys"]);
+
+function envFilePathProblems(p: string, ctx: z.RefinementCtx): void {
+  const dir = p.slice(0, p.lastIndexOf("/")) || "/";
+  const base = p.slice(p.lastIndexOf("/") + 1);
+  if (dir === "/" || reservedMountDirs.has(dir) || systemTrees.has(dir.split("/")[1] ?? "")) {
+    ctx.addIssue({ code: "custom", message: `must be in a directory of its own, e.g. /run/secrets/zot-ci/zot-ci.env: ${dir} is mounted over and would hide the image's files there` });
+  }
+  if (!secretDataKeyRe.test(base)) ctx.addIssue({ code: "custom", message: "must end in a file name of letters, digits, . _ and - (it is also a key of the Secret)" });
+  if (base === "key-digest") ctx.addIssue({ code: "custom", message: 'must not be named "key-digest" (a key the Secret already uses)' });
+}
+
 // --- schema ---------------------------------------------------------------------------------
 
 const onePasswordSchema = z.strictObject({
@@ -112,7 +128,7 @@ const kubernetesSchema = z.strictObject({
   secretName: k8sName.default("zot-ci-apikey"),
   volumeName: k8sLabel.default("zot-ci-env"),
   // Where the dotenv file appears in the runner container; config.yaml's runner.env_file points here.
-  envFilePath: absPath.default("/run/secrets/zot-ci/zot-ci.env"),
+  envFilePath: absPath.superRefine(envFilePathProblems).default("/run/secrets/zot-ci/zot-ci.env"),
   fieldManager: pattern(fieldManagerRe, "a field manager name (letters, digits, . _ -)").default("runner-secrets"),
   refreshInterval: pattern(durationRe, 'a duration such as "1h" or "30m"')
     .refine((d) => !/^(?:0+(?:\.0+)?(?:ns|us|µs|ms|s|m|h))+$/.test(d), {
@@ -191,6 +207,11 @@ function crossKeyProblems(input: Record<string, unknown>): string[] {
     if (target === "kubernetes" && input.sshPrivateKey !== undefined) {
       problems.push(`${NAMESPACE}:sshPrivateKey: is only used by the nixos target; remove it`);
     }
+  }
+  const k8s = input.kubernetes as Record<string, unknown> | undefined;
+  const envVar = typeof input.envVar === "string" ? input.envVar : "ZOT_CI_API_KEY";
+  if (target === "kubernetes" && typeof k8s?.envFilePath === "string" && k8s.envFilePath.endsWith(`/${envVar}`)) {
+    problems.push(`${NAMESPACE}:kubernetes.envFilePath: must not be named like the env var ${envVar} (the Secret holds the plain key under that name)`);
   }
   const op = (typeof input.onePassword === "object" && input.onePassword !== null ? input.onePassword : {}) as Record<string, unknown>;
   const mode = op.mode ?? "serviceAccount";
