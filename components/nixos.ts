@@ -36,15 +36,17 @@ export function writeScript(cfg: NixosConfig): string {
       `dir=${word(dir)}`,
       `file=${word(cfg.envFile)}`,
       `tmp=${word(tempPath(cfg))}`,
-      'sudo -n mkdir -p "$dir"',
-      `sudo -n chown ${word(owner)} "$dir"`,
-      `sudo -n chmod ${word(cfg.dirMode)} "$dir"`,
+      // Created root-only when missing; an existing directory is left as it is (never chmod a
+      // directory other things live in).
+      `sudo -n test -d "$dir" || sudo -n install -d -o ${word(cfg.owner)} -g ${word(cfg.group)} -m ${word(cfg.dirMode)} "$dir"`,
       // A temp file left by an earlier run that was killed outright goes first.
       'sudo -n rm -f "$tmp"',
       'trap "sudo -n rm -f $tmp" EXIT',
       'trap "exit 129" HUP',
       'trap "exit 130" INT',
       'trap "exit 143" TERM',
+      // A cut connection must not kill the script (SIGPIPE on its next echo) before the trap runs.
+      'trap "" PIPE',
       // umask first: the temp file is never readable by anyone but root, even for a moment.
       'sudo -n sh -c "umask 077 && exec cat > $tmp"',
       `if [ "$(sudo -n tail -n 1 "$tmp")" != ${word(END_MARKER)} ]; then`,

@@ -59,4 +59,6 @@ export const stepHeader = [
   sudoPreflight,
   'log="$(mktemp)"',
   'trap "rm -f $log" EXIT',
+  // A cut connection must not kill the script (SIGPIPE) before the trap removes the log.
+  'trap "" PIPE',
 ].join("\n");

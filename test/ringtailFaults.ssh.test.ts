@@ -118,7 +118,7 @@ describe("the connection dies in the middle of the write", () => {
     assert.deepEqual(calls(host), [REBUILD_CALL, RESTART_CALL]);
   });
 
-  it("leaves no temp file behind by itself (the trap must survive SIGPIPE)", { todo: "writer dies of SIGPIPE before its EXIT trap; fix: trap \"\" PIPE (see report)" }, async () => {
+  it("leaves no temp file behind by itself (the trap must survive SIGPIPE)", async () => {
     const p = pathsFor(host, "cut-no-tmp");
     const key = freshKey();
     const run = await ringtailStack(host, p, { key });
@@ -313,7 +313,6 @@ describe("bad input is refused before anything runs", () => {
 describe("the writer and its directory", () => {
   it(
     "does not chmod/chown a directory that already existed (an envFile directly in /etc would make /etc 0700)",
-    { todo: "writeScript chmods and chowns dirname(envFile) unconditionally; fix in the report" },
     async () => {
       const shared = path.posix.join(host.root, "shared-etc");
       fs.mkdirSync(shared, { mode: 0o755 });
@@ -328,25 +327,15 @@ describe("the writer and its directory", () => {
     },
   );
 
-  it("the proposed fix (create the directory only when it is missing) keeps an existing one and still makes a new one 0700 root", async () => {
+  it("keeps an existing directory as it is and makes a missing one 0700 root:root", async () => {
     const key = freshKey();
-    const fix = (script: string) => {
-      const fixed = script.replace(
-        /sudo -n mkdir -p "\$dir"\nsudo -n chown "root:root" "\$dir"\nsudo -n chmod "0700" "\$dir"\n/,
-        'sudo -n test -d "$dir" || sudo -n install -d -o "root" -g "root" -m "0700" "$dir"\n',
-      );
-      // Once the fix is in components/nixos.ts the script is used as it is.
-      if (!script.includes('sudo -n mkdir -p "$dir"')) return script;
-      assert.notEqual(fixed, script, "the patch applied");
-      return fixed;
-    };
     const shared = path.posix.join(host.root, "shared-etc-fixed");
     fs.mkdirSync(shared, { mode: 0o755 });
     fs.chmodSync(shared, 0o755);
     const inShared: Paths = { dir: shared, file: path.posix.join(shared, "zot.env"), tmp: path.posix.join(shared, ".zot.env.runner-secrets-tmp") };
     const fresh = pathsFor(host, "fresh-dir-fixed");
     for (const p of [inShared, fresh]) {
-      const r = await runRemote(conn(host.users.fish), fix(writeScript(nixosConfig(p))), { stdin: envFileContent(ENV_VAR, key) });
+      const r = await runRemote(conn(host.users.fish), writeScript(nixosConfig(p)), { stdin: envFileContent(ENV_VAR, key) });
       assert.equal(r.code, 0, r.stderr);
       assertHolds(p, key);
     }
