@@ -104,6 +104,11 @@ describe("indri: the explicit provider", () => {
     assert.equal((revealed(providers[0].inputs) as Obj).context, "minikube");
   });
 
+  it("applies server-side (a misspelt field is then refused, not silently pruned: see test/apiserver)", () => {
+    const p = runA.resources.find((r) => r.type === "pulumi:providers:kubernetes")!;
+    assert.ok([true, "true"].includes((revealed(p.inputs) as Obj).enableServerSideApply));
+  });
+
   it("every Kubernetes object is registered with that provider", () => {
     const objects = runA.resources.filter((r) => r.type.startsWith("kubernetes:"));
     assert.equal(objects.length, 2);
