@@ -12,6 +12,8 @@ const PREFIX = process.env.RS_APISERVER_PREFIX ?? "/opt/runner-secrets-apiserver
 export interface Binaries {
   etcd: string;
   apiserver: string;
+  /** Optional: runs the garbage collector and the Deployment/ReplicaSet controllers. */
+  controllerManager?: string;
   /** ESO v0.16.2's CRDs (config/crds/bases of the external-secrets Go module). */
   esoCrds: string;
 }
@@ -35,7 +37,8 @@ export function findBinaries(): Binaries | string {
     fs.existsSync(path.join(esoCrds, "external-secrets.io_externalsecrets.yaml")) ? undefined : `ESO CRDs (${esoCrds})`,
   ].filter(Boolean);
   if (missing.length) return `no real API server here: missing ${missing.join(", ")}; run test/apiserver/setup.sh`;
-  return { apiserver, etcd: etcd!, esoCrds };
+  const controllerManager = process.env.RS_KUBE_CONTROLLER_MANAGER ?? path.join(PREFIX, "kube-controller-manager");
+  return { apiserver, etcd: etcd!, esoCrds, ...(fs.existsSync(controllerManager) ? { controllerManager } : {}) };
 }
 
 async function freePort(): Promise<number> {
@@ -57,6 +60,13 @@ export interface Response {
 
 export interface ApiServer {
   url: string;
+  /** Whether kube-controller-manager is available (garbage collection, rollouts to ReplicaSets). */
+  controllers: boolean;
+  /**
+   * Starts it and waits for the garbage collector's monitors to sync. Call it after installing
+   * CRDs: the collector watches only the kinds it discovered, and finds new ones late.
+   */
+  startControllers(): Promise<void>;
   request(method: string, urlPath: string, body?: unknown, contentType?: string): Promise<Response>;
   /** Server-side apply (application/apply-patch+yaml; JSON is YAML) as `manager`. */
   apply(urlPath: string, obj: unknown, manager: string, opts?: { force?: boolean; fieldValidation?: string }): Promise<Response>;
@@ -173,7 +183,36 @@ export async function startApiServer(bin: Binaries): Promise<ApiServer> {
       if (opts.force) q.set("force", "true");
       return request("PATCH", `${urlPath}?${q}`, obj, "application/apply-patch+yaml");
     };
-    return { url, request, apply, stop, log };
+    const startControllers = async () => {
+      if (!bin.controllerManager) throw new Error("no kube-controller-manager");
+      const kubeconfig = path.join(dir, "kubeconfig");
+      fs.writeFileSync(
+        kubeconfig,
+        JSON.stringify({
+          apiVersion: "v1",
+          kind: "Config",
+          clusters: [{ name: "test", cluster: { server: url, "certificate-authority": path.join(dir, "certs", "apiserver.crt") } }],
+          users: [{ name: "test", user: { token: TOKEN } }],
+          contexts: [{ name: "test", context: { cluster: "test", user: "test" } }],
+          "current-context": "test",
+        }),
+      );
+      start(bin.controllerManager, [
+        `--kubeconfig=${kubeconfig}`,
+        "--controllers=garbagecollector,deployment,replicaset",
+        "--leader-elect=false",
+        "--use-service-account-credentials=false",
+        "--secure-port=0",
+      ], "kube-controller-manager");
+      const logFile = path.join(dir, "kube-controller-manager.log");
+      const until = Date.now() + 60_000;
+      while (!(fs.existsSync(logFile) && fs.readFileSync(logFile, "utf8").includes("all resource monitors have synced"))) {
+        if (children.some((c) => c.exitCode !== null)) throw new Error(`a server exited:\n${log()}`);
+        if (Date.now() > until) throw new Error(`kube-controller-manager not synced in 60s:\n${log()}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    };
+    return { url, controllers: Boolean(bin.controllerManager), startControllers, request, apply, stop, log };
   } catch (e) {
     await stop();
     throw e;

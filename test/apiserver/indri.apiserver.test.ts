@@ -4,8 +4,10 @@
 // conflict with ArgoCD's fields, an ArgoCD sync keeps the patch, rotation changes only the
 // annotation, and relinquishing the field manager (what destroy does) restores ArgoCD's object.
 //
-// Not here (nothing runs them): ESO's controller (no Secret is synced, no Ready condition) and
-// kube-controller-manager (no garbage collection, no rollout). Skipped without the binaries.
+// With kube-controller-manager (setup.sh builds it) also: each digest rolls a new ReplicaSet, and
+// the Secret ESO would own is garbage-collected after the ExternalSecret is deleted. Not here:
+// ESO's controller (nothing syncs the Secret or sets Ready; the test writes the Secret ESO would
+// write), a scheduler and a kubelet (no pod runs). Skipped without the binaries.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -46,6 +48,28 @@ function notContained(sent: unknown, stored: unknown, at = ""): string[] {
   }
   return Object.is(sent, stored) ? [] : [at];
 }
+
+async function eventually<T>(what: string, probe: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Waits until the Deployment's newest ReplicaSet (highest revision) has the pod-template digest `digest`. */
+async function rolledTo(api: ApiServer, digest: string | undefined): Promise<Obj> {
+  return eventually(`a ReplicaSet with digest ${digest ?? "(none)"} as the newest revision`, async () => {
+    const list = (await api.request("GET", `/apis/apps/v1/namespaces/${NS}/replicasets`)).body as Obj;
+    const rev = (rs: Obj) => Number(rs.metadata.annotations?.["deployment.kubernetes.io/revision"] ?? 0);
+    const newest = (list.items as Obj[]).sort((a, b) => rev(b) - rev(a))[0];
+    return newest && digestOf(newest.spec.template) === digest ? newest : undefined;
+  });
+}
+
+const digestOf = (template: Obj): string | undefined => template.metadata?.annotations?.["runner-secrets/key-digest"];
 
 /** The k8s objects of one mock run of the real program, as the provider would send them. */
 function objects(run: StackRun): { es: Obj; patch: Obj } {
@@ -92,6 +116,7 @@ describe("indri against a real kube-apiserver", { skip: typeof bin === "string" 
       assert.ok(Date.now() < deadline, "external-secrets.io/v1 not served");
       await new Promise((res) => setTimeout(res, 200));
     }
+    if (api.controllers) await api.startControllers();
   });
 
   it("the ExternalSecret is accepted with strict field validation; stored as sent plus the CRD's defaults", async () => {
@@ -126,7 +151,7 @@ describe("indri against a real kube-apiserver", { skip: typeof bin === "string" 
       },
       data,
     };
-    const r = await api.request("POST", `/api/v1/namespaces/${NS}/secrets?dryRun=All&fieldValidation=Strict`, secret);
+    const r = await api.request("POST", `/api/v1/namespaces/${NS}/secrets?fieldValidation=Strict`, secret);
     assert.equal(r.status, 201, JSON.stringify(r.body));
   });
 
@@ -182,6 +207,9 @@ describe("indri against a real kube-apiserver", { skip: typeof bin === "string" 
       ["dind", "docker:28-dind"],
     ]);
     assert.equal(live.spec.template.spec.volumes.find((v: Obj) => v.name === "zot-ci-env").secret.defaultMode, 0o400);
+    if (api.controllers) {
+      await rolledTo(api, one.patch.spec.template.metadata.annotations["runner-secrets/key-digest"]);
+    }
   });
 
   it("a patch that touched an ArgoCD field would conflict (why it sets none and never forces)", async () => {
@@ -222,9 +250,23 @@ describe("indri against a real kube-apiserver", { skip: typeof bin === "string" 
     assert.deepEqual(strip(depAfter), strip(depBefore));
 
     const again = (await api.apply(`${DEP_PATH}/forgejo-runner`, two.patch, manager)).body as Obj;
-    assert.equal(again.metadata.resourceVersion, depAfter.metadata.resourceVersion, "same key: nothing written");
+    // (resourceVersion may move: the Deployment controller writes status)
+    assert.equal(again.metadata.generation, depAfter.metadata.generation, "same key: no new pod template");
+    assert.deepEqual(again.spec, depAfter.spec);
     const esAgain = (await api.apply(`${ES_PATH}/${two.es.metadata.name}`, two.es, manager)).body as Obj;
     assert.equal(esAgain.metadata.resourceVersion, esAfter.metadata.resourceVersion);
+  });
+
+  it("each digest rolls a new ReplicaSet (kube-controller-manager's Deployment controller)", async (t) => {
+    if (!api.controllers) return t.skip("no kube-controller-manager (test/apiserver/setup.sh builds one)");
+    const rs = await rolledTo(api, two.patch.spec.template.metadata.annotations["runner-secrets/key-digest"]);
+    const runner = (rs.spec.template.spec.containers as Obj[]).find((c) => c.name === "runner")!;
+    assert.deepEqual(runner.env.find((e: Obj) => e.name === "ZOT_CI_API_KEY").valueFrom.secretKeyRef, { name: "zot-ci-apikey", key: "ZOT_CI_API_KEY" });
+    const list = (await api.request("GET", `/apis/apps/v1/namespaces/${NS}/replicasets`)).body as Obj;
+    const digests = (list.items as Obj[]).map((x) => digestOf(x.spec.template) ?? "none").sort();
+    const d1 = one.patch.spec.template.metadata.annotations["runner-secrets/key-digest"];
+    const d2 = two.patch.spec.template.metadata.annotations["runner-secrets/key-digest"];
+    assert.deepEqual(digests, [d1, d2, "none"].sort(), "ArgoCD's original, the first key, the rotated key");
   });
 
   it("destroy: relinquishing the field manager removes exactly the patch's fields; ArgoCD's Deployment is as before", async () => {
@@ -246,6 +288,17 @@ describe("indri against a real kube-apiserver", { skip: typeof bin === "string" 
     // Then the ExternalSecret goes (the patch depends on it, so destroy deletes it second).
     const del = await api.request("DELETE", `${ES_PATH}/${one.es.metadata.name}`);
     assert.equal(del.status, 200, JSON.stringify(del.body));
+  });
+
+  it("after destroy: the Deployment rolls back to ArgoCD's pod template, and the owned Secret is garbage-collected", async (t) => {
+    if (!api.controllers) return t.skip("no kube-controller-manager (test/apiserver/setup.sh builds one)");
+    const rs = await rolledTo(api, undefined);
+    const runner = (rs.spec.template.spec.containers as Obj[]).find((c) => c.name === "runner")!;
+    assert.ok(!(runner.env as Obj[]).some((e) => e.name === "ZOT_CI_API_KEY"));
+    await eventually("the Secret to be garbage-collected", async () => {
+      const r = await api.request("GET", `/api/v1/namespaces/${NS}/secrets/zot-ci-apikey`);
+      return r.status === 404 ? true : undefined;
+    });
   });
 
   it("the config's Kubernetes name rules never accept a name the API server refuses", async () => {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs a real (if minimal) API server for test/apiserver/*.test.ts: etcd from Debian and
-# kube-apiserver built from the k8s.io/kubernetes module via the Go module proxy, plus ESO's CRDs
+# Installs a real (if minimal) API server for test/apiserver/*.test.ts: etcd from Debian,
+# kube-apiserver and kube-controller-manager (garbage collector, Deployment and ReplicaSet
+# controllers) built from the k8s.io/kubernetes module via the Go module proxy, plus ESO's CRDs
 # from the external-secrets Go module (the same v0.16.2 the @kubernetes-models/external-secrets
 # package was generated from). Nothing downloaded here is committed. Idempotent.
 #
@@ -15,13 +16,14 @@ K8S_VERSION="${K8S_VERSION:-1.33.4}"
 ESO_VERSION="${ESO_VERSION:-0.16.2}"
 PREFIX="${RS_APISERVER_PREFIX:-/opt/runner-secrets-apiserver}"
 BIN="$PREFIX/kube-apiserver-v$K8S_VERSION"
+KCM="$PREFIX/kube-controller-manager-v$K8S_VERSION"
 
 if ! command -v etcd >/dev/null; then
   apt-get install -y --no-install-recommends etcd-server
 fi
 etcd --version | head -1
 
-if [ ! -x "$BIN" ]; then
+if [ ! -x "$BIN" ] || [ ! -x "$KCM" ]; then
   command -v go >/dev/null || { echo "setup: needs Go (https://go.dev/dl) for kube-apiserver" >&2; exit 1; }
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
@@ -36,14 +38,17 @@ if [ ! -x "$BIN" ]; then
   done
   if grep -q '=> ./staging' go.mod; then echo "setup: replace directives left in go.mod" >&2; exit 1; fi
   mkdir -p "$PREFIX"
-  GOWORK=off GOFLAGS=-mod=mod go build -trimpath \
-    -ldflags "-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}" \
-    -o "$BIN.tmp" ./cmd/kube-apiserver
+  ldflags="-X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#1.}"
+  GOWORK=off GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$BIN.tmp" ./cmd/kube-apiserver
+  GOWORK=off GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$KCM.tmp" ./cmd/kube-controller-manager
   mv "$BIN.tmp" "$BIN"
+  mv "$KCM.tmp" "$KCM"
   cd /
 fi
 ln -sf "$BIN" "$PREFIX/kube-apiserver"
+ln -sf "$KCM" "$PREFIX/kube-controller-manager"
 "$PREFIX/kube-apiserver" --version
+"$PREFIX/kube-controller-manager" --version
 
 eso="$(cd / && GOFLAGS=-mod=mod go mod download -json "github.com/external-secrets/external-secrets@v$ESO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
 ln -sfn "$eso/config/crds/bases" "$PREFIX/eso-crds"
