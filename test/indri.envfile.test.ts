@@ -1,9 +1,7 @@
-// indri: settings the program accepts today but that break the runner. Each test states the
-// property that must hold and is marked `todo` until the fix lands (a todo test runs and reports
-// its failure without failing `npm test`). Landing a fix: apply it, delete the `todo` option.
-//
-// All four come from kubernetes.envFilePath, whose directory becomes the Secret volume's mount point
-// and whose file name is also used as a key of the Secret (beside the plain key and "key-digest").
+// indri: kubernetes.envFilePath values that used to be accepted and broke the runner (fixed in
+// components/config.ts, 56ac691). Its directory becomes the Secret volume's mount point and its
+// file name a key of the Secret (beside the plain key and "key-digest"). Each test states the
+// property that must hold, so it also holds for a fix made in kubernetes.ts instead of the config.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
@@ -37,21 +35,19 @@ async function refusedOrWorks(envFilePath: string): Promise<void> {
   assert.equal(path.posix.join(mount.mountPath, item.path), envFilePath);
 }
 
-const TODO = "fix pending in components/config.ts / components/kubernetes.ts (see docs/indri.md and the issue-4 report)";
-
 describe("indri: envFilePath values that must be refused or made to work", () => {
   it("the default works", () => refusedOrWorks("/run/secrets/zot-ci/zot-ci.env"));
 
-  it("a file directly under / (the Secret volume would be mounted at /)", { todo: TODO }, () => refusedOrWorks("/zot-ci.env"));
+  it("a file directly under / (the Secret volume would be mounted at /)", () => refusedOrWorks("/zot-ci.env"));
 
-  it("a file name that is not a valid Secret key (zot+ci.env, a@b.env)", { todo: TODO }, async () => {
+  it("a file name that is not a valid Secret key (zot+ci.env, a@b.env)", async () => {
     await refusedOrWorks("/run/secrets/zot-ci/zot+ci.env");
     await refusedOrWorks("/run/secrets/zot-ci/a@b.env");
   });
 
-  it("a file named like the env var (its dotenv line would replace the plain key)", { todo: TODO }, () =>
+  it("a file named like the env var (its dotenv line would replace the plain key)", () =>
     refusedOrWorks("/run/secrets/zot-ci/ZOT_CI_API_KEY"));
 
-  it('a file named "key-digest" (the digest would replace the dotenv line)', { todo: TODO }, () =>
+  it('a file named "key-digest" (the digest would replace the dotenv line)', () =>
     refusedOrWorks("/run/secrets/zot-ci/key-digest"));
 });
