@@ -40,6 +40,14 @@ describe("indri: envFilePath values that must be refused or made to work", () =>
 
   it("a file directly under / (the Secret volume would be mounted at /)", () => refusedOrWorks("/zot-ci.env"));
 
+  it("a file directly in a directory the image needs (/etc, /run, /run/secrets, /usr/…): it would be hidden", async () => {
+    for (const p of ["/etc/zot-ci.env", "/run/zot-ci.env", "/run/secrets/zot-ci.env", "/usr/local/zot-ci.env", "/config/../zot.env"]) {
+      const run = await runStack("indri", { config: { "runner-secrets:kubernetes": { envFilePath: p } } });
+      assert.match(String(run.error?.message), /runner-secrets:kubernetes\.envFilePath: /, p);
+      assert.equal(run.resources.length, 0, p);
+    }
+  });
+
   it("a file name that is not a valid Secret key (zot+ci.env, a@b.env)", async () => {
     await refusedOrWorks("/run/secrets/zot-ci/zot+ci.env");
     await refusedOrWorks("/run/secrets/zot-ci/a@b.env");
