@@ -1,6 +1,6 @@
 // A real kube-apiserver (with etcd) on loopback for the indri tests: the binaries come from
-// test/apiserver/setup.sh; without them the tests that need it are skipped with that hint.
-import { spawn, type ChildProcess } from "node:child_process";
+// test/apiserver/setup.sh, which the tests run themselves when the binaries are missing.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as https from "node:https";
 import * as net from "node:net";
@@ -26,7 +26,7 @@ function onPath(name: string): string | undefined {
   return undefined;
 }
 
-/** The binaries, or why they are missing (the tests skip with this text). */
+/** The binaries, or why they are missing. */
 export function findBinaries(): Binaries | string {
   const apiserver = process.env.RS_KUBE_APISERVER ?? path.join(PREFIX, "kube-apiserver");
   const etcd = process.env.RS_ETCD ?? onPath("etcd");
@@ -39,6 +39,18 @@ export function findBinaries(): Binaries | string {
   if (missing.length) return `no real API server here: missing ${missing.join(", ")}; run test/apiserver/setup.sh`;
   const controllerManager = process.env.RS_KUBE_CONTROLLER_MANAGER ?? path.join(PREFIX, "kube-controller-manager");
   return { apiserver, etcd: etcd!, esoCrds, ...(fs.existsSync(controllerManager) ? { controllerManager } : {}) };
+}
+
+/** The binaries, built by setup.sh first when they are missing (a few minutes, once per machine). */
+export function requireBinaries(): Binaries {
+  let found = findBinaries();
+  if (typeof found === "string") {
+    execFileSync("bash", [path.join(__dirname, "setup.sh")], { stdio: ["ignore", "inherit", "inherit"] });
+    found = findBinaries();
+  }
+  if (typeof found === "string") throw new Error(found);
+  if (!found.controllerManager) throw new Error("no kube-controller-manager; run test/apiserver/setup.sh");
+  return found;
 }
 
 async function freePort(): Promise<number> {

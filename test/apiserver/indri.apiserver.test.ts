@@ -15,11 +15,11 @@ import * as path from "node:path";
 import { revealed, runStack, type StackRun } from "../support/mockStack";
 import { applyPatch, baseDeployment, fieldPaths, renderTemplate } from "../support/k8sSchemas";
 import { parseConfig } from "../../components/config";
-import { findBinaries, startApiServer, type ApiServer } from "./apiServer";
+import { requireBinaries, startApiServer, type ApiServer } from "./apiServer";
 
 type Obj = Record<string, any>;
 
-const bin = findBinaries();
+const bin = requireBinaries();
 const NS = "forgejo-runner";
 const ES_PATH = `/apis/external-secrets.io/v1/namespaces/${NS}/externalsecrets`;
 const DEP_PATH = `/apis/apps/v1/namespaces/${NS}/deployments`;
@@ -82,14 +82,13 @@ function objects(run: StackRun): { es: Obj; patch: Obj } {
   return { es, patch };
 }
 
-describe("indri against a real kube-apiserver", { skip: typeof bin === "string" ? bin : false }, () => {
+describe("indri against a real kube-apiserver", () => {
   let api: ApiServer;
   let one: { es: Obj; patch: Obj };
   let two: { es: Obj; patch: Obj };
   let manager: string;
 
   before(async () => {
-    if (typeof bin === "string") return;
     one = objects(await runStack("indri", { key: "zak_TESTONLYapiserverONE0000" }));
     two = objects(await runStack("indri", { key: "zak_TESTONLYapiserverTWO0000" }));
     manager = (revealed((await runStack("indri", {})).resources.find((r) => r.name === "zot-ci-deployment-patch")!.inputs) as Obj)
@@ -103,7 +102,6 @@ describe("indri against a real kube-apiserver", { skip: typeof bin === "string" 
   });
 
   it("ESO v0.16.2's CRDs install and external-secrets.io/v1 ExternalSecret is served", async () => {
-    if (typeof bin === "string") return;
     for (const crd of ["externalsecrets", "secretstores", "clustersecretstores"]) {
       const text = fs.readFileSync(path.join(bin.esoCrds, `external-secrets.io_${crd}.yaml`), "utf8");
       const r = await api.apply(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd}.external-secrets.io`, text, "test-setup");
@@ -258,7 +256,7 @@ describe("indri against a real kube-apiserver", { skip: typeof bin === "string" 
   });
 
   it("each digest rolls a new ReplicaSet (kube-controller-manager's Deployment controller)", async (t) => {
-    if (!api.controllers) return t.skip("no kube-controller-manager (test/apiserver/setup.sh builds one)");
+    assert.ok(api.controllers, "kube-controller-manager is not running");
     const rs = await rolledTo(api, two.patch.spec.template.metadata.annotations["runner-secrets/key-digest"]);
     const runner = (rs.spec.template.spec.containers as Obj[]).find((c) => c.name === "runner")!;
     assert.deepEqual(runner.env.find((e: Obj) => e.name === "ZOT_CI_API_KEY").valueFrom.secretKeyRef, { name: "zot-ci-apikey", key: "ZOT_CI_API_KEY" });
@@ -291,7 +289,7 @@ describe("indri against a real kube-apiserver", { skip: typeof bin === "string" 
   });
 
   it("after destroy: the Deployment rolls back to ArgoCD's pod template, and the owned Secret is garbage-collected", async (t) => {
-    if (!api.controllers) return t.skip("no kube-controller-manager (test/apiserver/setup.sh builds one)");
+    assert.ok(api.controllers, "kube-controller-manager is not running");
     const rs = await rolledTo(api, undefined);
     const runner = (rs.spec.template.spec.containers as Obj[]).find((c) => c.name === "runner")!;
     assert.ok(!(runner.env as Obj[]).some((e) => e.name === "ZOT_CI_API_KEY"));

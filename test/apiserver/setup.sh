@@ -12,6 +12,9 @@
 # vendor/, and build with -mod=mod.
 set -euo pipefail
 
+# The Go toolchain's usual place when it is not on PATH.
+command -v go >/dev/null || export PATH="/usr/local/go/bin:$PATH"
+
 K8S_VERSION="${K8S_VERSION:-1.33.4}"
 ESO_VERSION="${ESO_VERSION:-0.16.2}"
 PREFIX="${RS_APISERVER_PREFIX:-/opt/runner-secrets-apiserver}"
@@ -19,7 +22,8 @@ BIN="$PREFIX/kube-apiserver-v$K8S_VERSION"
 KCM="$PREFIX/kube-controller-manager-v$K8S_VERSION"
 
 if ! command -v etcd >/dev/null; then
-  apt-get install -y --no-install-recommends etcd-server
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends etcd-server
 fi
 etcd --version | head -1
 
