@@ -15,6 +15,9 @@ have sudo /usr/bin/sudo        || need+=(sudo)
 have visudo /usr/sbin/visudo   || need+=(sudo)
 have pkill /usr/bin/pkill      || need+=(procps)
 have ssh-keygen /usr/bin/ssh-keygen || need+=(openssh-client)
+# systemd's own env-file parser (its environment.d generator runs without PID 1), to cross-check
+# how the unit's EnvironmentFile= reads the key file.
+[ -x /usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator ] || need+=(systemd)
 
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
