@@ -28,8 +28,8 @@ export class UnsafeKeyError extends Error {}
 
 /**
  * Why a key cannot be written to an env file without changing its meaning, or undefined.
- * The line is single-quoted, which systemd's EnvironmentFile= and godotenv both read literally,
- * so only characters that end the quote or the line are refused.
+ * A key with other characters than plainValueRe is single-quoted, which systemd's EnvironmentFile=
+ * and godotenv both read literally, so only characters that end the quote or the line are refused.
  */
 export function unsafeKeyReason(key: string): string | undefined {
   if (key.length === 0) return "the key is empty";
@@ -39,9 +39,15 @@ export function unsafeKeyReason(key: string): string | undefined {
   return undefined;
 }
 
-/** `NAME='key'` plus newline; throws UnsafeKeyError (without the key) rather than mangle it. */
+// Characters that systemd and godotenv both read literally outside quotes (no $, \, #, quotes, spaces).
+const plainValueRe = /^[A-Za-z0-9_.+\/=:@%,~^-]+$/;
+
+/**
+ * `NAME=key` (or `NAME='key'` when the key has other characters) plus newline; throws
+ * UnsafeKeyError (without the key) rather than mangle it.
+ */
 export function envFileLine(name: string, key: string): string {
   const reason = unsafeKeyReason(key);
   if (reason) throw new UnsafeKeyError(`refusing to write ${name}: ${reason}; fix the value in 1Password`);
-  return `${name}='${key}'\n`;
+  return plainValueRe.test(key) ? `${name}=${key}\n` : `${name}='${key}'\n`;
 }
