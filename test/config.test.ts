@@ -170,7 +170,7 @@ test("1Password modes: each needs its own setting and refuses the others'", () =
 });
 
 test("credentials must be set as secrets, and are never echoed in errors", () => {
-  const p = problems({ target: "nixos", nixos, sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY----- hunter2" });
+  const p = problems({ target: "nixos", nixos, sshPrivateKey: "fake-private-key hunter2" });
   assert.ok(p.some((x) => x.startsWith("runner-secrets:sshPrivateKey: holds a credential")));
   assert.ok(!p.join("\n").includes("hunter2"));
   const c = parseConfig(ns({ target: "nixos", nixos, sshPrivateKey: "k3y" }), ["runner-secrets:sshPrivateKey"]);

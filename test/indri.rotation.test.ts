@@ -8,8 +8,8 @@ import { keyDigest } from "../components/registryKey";
 
 type Obj = Record<string, any>;
 
-const KEY_A = "zak_TESTONLYrotationAAAAAAAAAAAA";
-const KEY_B = "zak_TESTONLYrotationBBBBBBBBBBBB";
+const KEY_A = "zak_fake_rotation_a";
+const KEY_B = "zak_fake_rotation_b";
 
 const isK8s = (r: Registered) => r.type.startsWith("kubernetes:") || r.type === "pulumi:providers:kubernetes";
 

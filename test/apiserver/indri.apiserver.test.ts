@@ -89,8 +89,8 @@ describe("indri against a real kube-apiserver", () => {
   let manager: string;
 
   before(async () => {
-    one = objects(await runStack("indri", { key: "zak_TESTONLYapiserverONE0000" }));
-    two = objects(await runStack("indri", { key: "zak_TESTONLYapiserverTWO0000" }));
+    one = objects(await runStack("indri", { key: "zak_fake_apiserver_one" }));
+    two = objects(await runStack("indri", { key: "zak_fake_apiserver_two" }));
     manager = (revealed((await runStack("indri", {})).resources.find((r) => r.name === "zot-ci-deployment-patch")!.inputs) as Obj)
       .metadata.annotations["pulumi.com/patchFieldManager"];
     api = await startApiServer(bin);
@@ -133,7 +133,7 @@ describe("indri against a real kube-apiserver", () => {
 
   it("the Secret ESO would write from the template (owned by the ExternalSecret) is a valid Secret", async () => {
     const es = (await api.request("GET", `${ES_PATH}/${one.es.metadata.name}`)).body as Obj;
-    const key = "zak_TESTONLYapiserverONE0000";
+    const key = "zak_fake_apiserver_one";
     const data = Object.fromEntries(
       Object.entries(es.spec.target.template.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(renderTemplate(v, { apiKey: key })).toString("base64")]),
     );
