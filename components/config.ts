@@ -57,6 +57,14 @@ const fileMode = pattern(modeRe, 'an octal file mode such as "0600"').transform(
 const k8sLabel = pattern(dns1123LabelRe, "a DNS-1123 label (lowercase letters, digits and -, at most 63)").max(63);
 const k8sName = pattern(dns1123SubdomainRe, "a DNS-1123 subdomain (lowercase letters, digits, - and .)").max(253);
 const printable = (max = 256) => pattern(printableRe, "non-empty text without control characters").max(max);
+// An http(s) URL as typed, with nothing a shell or URL parser would reinterpret: no quotes, `$`,
+// backticks, spaces, backslashes or control characters (a URL parser silently drops a newline and
+// joins the host's halves), no user info, query or fragment.
+const httpUrlRe = new RegExp(`^https?://${hostLabel}(?:\\.${hostLabel})*(?::\\d{1,5})?(?:/[A-Za-z0-9._~/-]*)?$`);
+const httpUrl = z.string().regex(httpUrlRe, {
+  message: "must be an http(s) URL of the form https://host[:port][/path] (letters, digits, . _ ~ / -; no quotes, $, backticks, spaces or newlines)",
+});
+
 const bool = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]);
 
 const hostKey = z.string().superRefine((value, ctx) => {
@@ -107,7 +115,7 @@ const onePasswordSchema = z.strictObject({
   section: printable().optional(),
   // Provider mode: service account token (default), 1Password Connect, or the desktop app account.
   mode: z.enum(["serviceAccount", "connect", "desktop"]).default("serviceAccount"),
-  connectUrl: z.url({ protocol: /^https?$/, message: "must be an http(s) URL" }).optional(),
+  connectUrl: httpUrl.optional(),
   account: printable().optional(),
   opCliPath: absPath.optional(),
 });
@@ -162,7 +170,7 @@ const nixosSchema = z.strictObject({
 
 const registryCheckSchema = z.strictObject({
   enabled: bool.default(true),
-  url: z.url({ protocol: /^https?$/, message: "must be an http(s) URL" }).default("https://registry.ops.eblu.me"),
+  url: httpUrl.default("https://registry.ops.eblu.me"),
   user: pattern(/^[A-Za-z0-9._@-]{1,128}$/, "a registry user name").default("zot-ci"),
   probeRepository: pattern(/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/, "an OCI repository name").default(
     "runner-secrets/probe",
@@ -245,7 +253,8 @@ export interface StackConfig {
   secrets: { onePasswordToken?: string; sshPrivateKey?: string };
 }
 
-export class ConfigError extends Error {
+// A RunError: `pulumi up` prints the message alone, without a stack trace.
+export class ConfigError extends pulumi.RunError {
   constructor(readonly problems: string[]) {
     super(
       `Invalid ${NAMESPACE} configuration (${problems.length} problem${problems.length === 1 ? "" : "s"}); nothing was changed:\n` +

@@ -143,7 +143,7 @@ export class KubernetesTarget implements RunnerTarget {
     );
 
     // Applied only after the ExternalSecret is Ready, so the rolled pod starts with the new key.
-    new k8s.apps.v1.DeploymentPatch(
+    const patch = new k8s.apps.v1.DeploymentPatch(
       `${ctx.name}-deployment-patch`,
       {
         metadata: {
@@ -156,6 +156,10 @@ export class KubernetesTarget implements RunnerTarget {
       { ...opts, dependsOn: [externalSecret, ...ctx.gate] },
     );
 
-    return { location: pulumi.output(`${cfg.namespace}/${cfg.secretName}`) };
+    return {
+      location: pulumi.output(`${cfg.namespace}/${cfg.secretName}`),
+      // Known only once the patch that rolls the runner onto the key is applied.
+      keyDigest: pulumi.all([patch.id, ctx.key.digest]).apply(([, digest]) => digest),
+    };
   }
 }

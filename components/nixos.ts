@@ -26,16 +26,22 @@ function tempPath(cfg: NixosConfig): string {
  * end marker (a cut connection leaves it short), then renamed over the old file. An interrupted run
  * leaves the old file untouched; its temp file is removed by the trap or by the next run.
  */
-export function writeScript(cfg: NixosConfig): string {
+export function writeScript(cfg: NixosConfig, envVar: string): string {
   const dir = path.posix.dirname(cfg.envFile);
   const owner = `${cfg.owner}:${cfg.group}`;
   return shellCommand(
+    `runner-secrets: write ${envVar} (from stdin) to ${cfg.envFile}, ${cfg.fileMode} ${owner}, for ${cfg.unit}`,
     [
       "set -eu",
       sudoPreflight,
       `dir=${word(dir)}`,
       `file=${word(cfg.envFile)}`,
       `tmp=${word(tempPath(cfg))}`,
+      // A directory at the file's path would take the temp file inside it (mv into a directory).
+      'if sudo -n test -d "$file"; then',
+      '  echo "runner-secrets: $file is a directory; set runner-secrets:nixos.envFile to a file path" >&2',
+      "  exit 5",
+      "fi",
       // Created root-only when missing; an existing directory is left as it is (never chmod a
       // directory other things live in).
       `sudo -n test -d "$dir" || sudo -n install -d -o ${word(cfg.owner)} -g ${word(cfg.group)} -m ${word(cfg.dirMode)} "$dir"`,
@@ -55,7 +61,8 @@ export function writeScript(cfg: NixosConfig): string {
       "fi",
       `sudo -n chown ${word(owner)} "$tmp"`,
       `sudo -n chmod ${word(cfg.fileMode)} "$tmp"`,
-      'sudo -n mv -f "$tmp" "$file"',
+      // -T: replace $file itself, never move into it (a directory created there meanwhile).
+      'sudo -n mv -fT "$tmp" "$file"',
       "trap - EXIT",
       'echo "runner-secrets: wrote $file"',
     ].join("\n"),
@@ -64,20 +71,29 @@ export function writeScript(cfg: NixosConfig): string {
 
 /** Applies the flake, so the unit's EnvironmentFile line (added by the operator) takes effect. */
 export function rebuildScript(cfg: NixosConfig): string {
-  return shellCommand([stepHeader, sudoStep("nixos-rebuild", ["nixos-rebuild", "switch", "--flake", cfg.flake])].join("\n"));
+  return shellCommand(
+    `runner-secrets: nixos-rebuild switch --flake ${cfg.flake}`,
+    [stepHeader, sudoStep("nixos-rebuild", ["nixos-rebuild", "switch", "--flake", cfg.flake])].join("\n"),
+  );
 }
 
 /** Restarts the runner so it reads the env file again. */
 export function restartScript(cfg: NixosConfig): string {
-  return shellCommand([stepHeader, sudoStep("restart", ["systemctl", "restart", cfg.unit])].join("\n"));
+  return shellCommand(
+    `runner-secrets: restart ${cfg.unit} so it reads ${cfg.envFile}`,
+    [stepHeader, sudoStep("restart", ["systemctl", "restart", cfg.unit])].join("\n"),
+  );
 }
 
 /** On destroy: removes the file (unless kept) and restarts the runner so no stale key lingers in it. */
 export function removeScript(cfg: NixosConfig): string {
+  const summary = cfg.keepOnDestroy
+    ? `runner-secrets: on delete, keep ${cfg.envFile} (nixos.keepOnDestroy) and restart ${cfg.unit}`
+    : `runner-secrets: on delete, remove ${cfg.envFile} and restart ${cfg.unit}`;
   const remove = cfg.keepOnDestroy
     ? `echo "runner-secrets: keeping ${cfg.envFile} (nixos.keepOnDestroy)"`
     : `sudo -n rm -f ${word(cfg.envFile)} ${word(tempPath(cfg))}`;
-  return shellCommand([stepHeader, remove, sudoStep("restart", ["systemctl", "restart", cfg.unit])].join("\n"));
+  return shellCommand(summary, [stepHeader, remove, sudoStep("restart", ["systemctl", "restart", cfg.unit])].join("\n"));
 }
 
 export class NixosTarget implements RunnerTarget {
@@ -104,19 +120,21 @@ export class NixosTarget implements RunnerTarget {
     // which a default sshd refuses, failing every update and delete.
     const common = { connection, addPreviousOutputInEnv: false, logging: "stdoutAndStderr" as const };
 
-    // Replaced only when the file moves (new create writes the new place, old delete cleans the old
-    // one); a new key is an in-place update, so the file is never absent during a rotation.
+    // A new key is an in-place update, so the file is never absent during a rotation. A new place
+    // (host, port, path) replaces the writer, and deletes first: the old delete removes the old
+    // path, which may be the very file the new one writes (another name or port of the same
+    // machine, or `pulumi up --replace`), so it must run before the new create, not after it.
     const writer = new remote.Command(
       `${ctx.name}-env-file`,
       {
         ...common,
-        create: writeScript(cfg),
-        update: writeScript(cfg),
+        create: writeScript(cfg, ctx.envVar),
+        update: writeScript(cfg, ctx.envVar),
         delete: removeScript(cfg),
         stdin: pulumi.secret(ctx.key.value.apply((k) => envFileContent(ctx.envVar, k))),
         triggers: [cfg.host, cfg.port, cfg.envFile],
       },
-      { parent: ctx.parent, dependsOn: ctx.gate },
+      { parent: ctx.parent, dependsOn: ctx.gate, deleteBeforeReplace: true },
     );
 
     // Needed once (and when the flake or file moves), not on every rotation.
@@ -126,13 +144,18 @@ export class NixosTarget implements RunnerTarget {
       { parent: ctx.parent, dependsOn: [writer] },
     );
 
-    // Runs again whenever the key (its digest) or the applied configuration changes.
-    new remote.Command(
+    // Runs again after every write that changes what the daemon reads (a new key, a renamed
+    // variable, a new writer: its delete restarted the unit without the file) and after a rebuild.
+    const restart = new remote.Command(
       `${ctx.name}-restart`,
-      { ...common, create: restartScript(cfg), triggers: [ctx.key.digest, rebuild.id, cfg.unit] },
+      { ...common, create: restartScript(cfg), triggers: [ctx.key.digest, ctx.envVar, writer.id, rebuild.id, cfg.unit] },
       { parent: ctx.parent, dependsOn: [writer, rebuild] },
     );
 
-    return { location: pulumi.output(`${cfg.host}:${cfg.envFile}`) };
+    return {
+      location: pulumi.output(`${cfg.host}:${cfg.envFile}`),
+      // Known only once the restarted runner has the key: a failed `up` never claims it.
+      keyDigest: pulumi.all([restart.id, ctx.key.digest]).apply(([, digest]) => digest),
+    };
   }
 }

@@ -17,12 +17,18 @@ export function word(value: string): string {
   return `"${value}"`;
 }
 
-/** Wraps a POSIX sh script as command text that fish, bash, zsh and sh all pass to sh unchanged. */
-export function shellCommand(script: string): string {
-  if (script.includes("'") || script.includes("\\")) {
+/**
+ * Wraps a POSIX sh script as command text that fish, bash, zsh and sh all pass to sh unchanged.
+ * `summary` becomes the script's first line (a comment): `pulumi preview` shows only the first
+ * lines of a command, so that line says what the script does and where.
+ */
+export function shellCommand(summary: string, script: string): string {
+  if (/[\n\r]/.test(summary)) throw new UnsafeScriptError("a script summary must be one line");
+  const text = `# ${summary}\n${script.trim()}\n`;
+  if (text.includes("'") || text.includes("\\")) {
     throw new UnsafeScriptError("a remote script must contain no single quote and no backslash");
   }
-  return `/bin/sh -c '${script.trim()}\n'`;
+  return `/bin/sh -c '${text}'`;
 }
 
 /** Fails early, with words an operator can act on, when sudo would ask for a password. */

@@ -21,7 +21,7 @@ export interface RunnerRegistryAuthArgs {
 export class RunnerRegistryAuth extends pulumi.ComponentResource {
   /** Where the key went: namespace/secret or host:path. */
   readonly location: pulumi.Output<string>;
-  /** Short one-way digest of the key: compare it across stacks after a rotation. */
+  /** Short one-way digest of the key the runner got (only once it got it): compare it across stacks. */
   readonly keyDigest: pulumi.Output<string>;
   readonly itemId: pulumi.Output<string>;
   readonly targetKind: string;
@@ -46,7 +46,7 @@ export class RunnerRegistryAuth extends pulumi.ComponentResource {
     });
 
     this.location = result.location;
-    this.keyDigest = key.digest;
+    this.keyDigest = result.keyDigest;
     this.itemId = itemId;
     this.targetKind = args.target.kind;
     this.registerOutputs({ location: this.location, keyDigest: this.keyDigest, itemId: this.itemId });

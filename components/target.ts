@@ -19,6 +19,8 @@ export interface TargetContext {
 export interface TargetResult {
   /** Where the key went, e.g. "forgejo-runner/zot-ci-apikey" or "ringtail:/etc/…/zot-api-key.env". */
   location: pulumi.Output<string>;
+  /** The digest of the key the runner now has: resolves only after the target's last step. */
+  keyDigest: pulumi.Output<string>;
 }
 
 export interface RunnerTarget {

@@ -104,6 +104,34 @@ for (const [key, base] of [
   });
 }
 
+// Every registryCheck value reaches the checker's command line; connectUrl goes to the provider.
+for (const [key, base] of [
+  ["registryCheck.url", "https://registry.ops.eblu.me"],
+  ["registryCheck.user", "zot-ci"],
+  ["registryCheck.probeRepository", "runner-secrets/probe"],
+  ["registryCheck.caFile", "/etc/ssl/ca.pem"],
+  ["onePassword.connectUrl", "http://127.0.0.1:8080"],
+] as const) {
+  test(`${key} refuses quotes, $( ), backticks, newlines, spaces and ; (before anything registers)`, () => {
+    const [group, field] = key.split(".");
+    for (const bad of [...hostile, "$HOME", "a\rb", "a#b"]) {
+      for (const value of [`${base}${bad}`, `${base.slice(0, 12)}${bad}${base.slice(12)}`]) {
+        const extra = group === "onePassword" ? { mode: "connect" } : {};
+        const p = problems({ target: "nixos", nixos, [group]: { ...extra, [field]: value } });
+        assert.ok(p.some((x) => x.startsWith(`runner-secrets:${key}:`)), `${JSON.stringify(value)} accepted for ${key}`);
+      }
+    }
+  });
+}
+
+test("registryCheck.url is kept exactly as typed (a newline never joins two host names)", () => {
+  const p = problems({ target: "nixos", nixos, registryCheck: { url: "https://registry.ops.eblu.mea\nb" } });
+  assert.ok(p.some((x) => x.startsWith("runner-secrets:registryCheck.url:")), p.join("; "));
+  for (const url of ["https://registry.ops.eblu.me", "http://127.0.0.1:5000", "https://zot.example:8443/v2-mirror"]) {
+    assert.equal(parseConfig(ns({ target: "nixos", nixos, registryCheck: { url } })).registryCheck.url, url);
+  }
+});
+
 test("envVar must be an environment variable name", () => {
   for (const bad of [...hostile.map((h) => `ZOT${h}`), "1ABC", "A-B", ""]) {
     assert.ok(problems({ target: "kubernetes", envVar: bad }).some((p) => p.startsWith("runner-secrets:envVar:")), JSON.stringify(bad));

@@ -6,14 +6,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { shellCommand, sudoStep, UnsafeScriptError, word } from "../components/remoteScript";
 
-test("command text is /bin/sh -c with the script as one single-quoted word", () => {
-  const text = shellCommand('echo "hi $USER"\necho two');
-  assert.equal(text, "/bin/sh -c 'echo \"hi $USER\"\necho two\n'");
+test("command text is /bin/sh -c with the script as one single-quoted word, its summary first", () => {
+  const text = shellCommand("say hi to /tmp/x", 'echo "hi $USER"\necho two');
+  assert.equal(text, "/bin/sh -c '# say hi to /tmp/x\necho \"hi $USER\"\necho two\n'");
 });
 
-test("scripts with a single quote or a backslash are refused (fish reads those differently)", () => {
-  assert.throws(() => shellCommand("echo 'x'"), UnsafeScriptError);
-  assert.throws(() => shellCommand("echo \\$x"), UnsafeScriptError);
+test("scripts or summaries with a single quote or a backslash are refused (fish reads those differently)", () => {
+  assert.throws(() => shellCommand("s", "echo 'x'"), UnsafeScriptError);
+  assert.throws(() => shellCommand("s", "echo \\$x"), UnsafeScriptError);
+  assert.throws(() => shellCommand("it's", "true"), UnsafeScriptError);
+  assert.throws(() => shellCommand("two\nlines", "true"), UnsafeScriptError);
 });
 
 test("word() double-quotes safe values and refuses anything a shell would parse", () => {

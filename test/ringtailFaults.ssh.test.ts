@@ -134,7 +134,7 @@ describe("the connection dies in the middle of the write", () => {
   it("the proposed fix (trap \"\" PIPE in the writer) removes the temp file at once", async () => {
     const p = pathsFor(host, "cut-fixed");
     const key = freshKey();
-    const script = writeScript(nixosConfig(p));
+    const script = writeScript(nixosConfig(p), ENV_VAR);
     const fixed = script.includes('trap "" PIPE') ? script : script.replace('trap "exit 129" HUP', 'trap "" PIPE\ntrap "exit 129" HUP');
     assert.ok(fixed.includes('trap "" PIPE'));
     const watch = watchProcesses(key, 5);
@@ -335,7 +335,7 @@ describe("the writer and its directory", () => {
     const inShared: Paths = { dir: shared, file: path.posix.join(shared, "zot.env"), tmp: path.posix.join(shared, ".zot.env.runner-secrets-tmp") };
     const fresh = pathsFor(host, "fresh-dir-fixed");
     for (const p of [inShared, fresh]) {
-      const r = await runRemote(conn(host.users.fish), writeScript(nixosConfig(p)), { stdin: envFileContent(ENV_VAR, key) });
+      const r = await runRemote(conn(host.users.fish), writeScript(nixosConfig(p), ENV_VAR), { stdin: envFileContent(ENV_VAR, key) });
       assert.equal(r.code, 0, r.stderr);
       assertHolds(p, key);
     }

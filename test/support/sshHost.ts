@@ -65,6 +65,10 @@ export interface SshHost {
   standins: Standins;
   /** Empty root-owned dir (0755) tests may use as a fake filesystem root, e.g. `${root}/etc/forgejo-runner`. */
   root: string;
+  /** The second port (SshHostOptions.secondPort), else undefined. */
+  secondPort?: number;
+  /** sshd's own log (-E). */
+  sshdLog: string;
   /** Connection settings for runRemote as `user` (pinned hostKey, client key). */
   conn(user: string): RemoteConn;
   stop(): Promise<void>;
@@ -73,6 +77,10 @@ export interface SshHost {
 export interface SshHostOptions {
   /** Keep the state dir on stop (for debugging). Default false. */
   keepState?: boolean;
+  /** Also listen on a second port (the same sshd: "the same host on another port"). */
+  secondPort?: boolean;
+  /** sshd's LogLevel; VERBOSE logs one "Starting session" line per exec request. Default ERROR. */
+  logLevel?: "ERROR" | "INFO" | "VERBOSE";
 }
 
 const USERS = {
@@ -214,11 +222,11 @@ function sshBanner(port: number): Promise<boolean> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function sshdConfig(state: string, port: number): string {
+function sshdConfig(state: string, ports: number[], logLevel: string): string {
   const userNames = Object.values(USERS).map((u) => u.name);
   return `# Own config: no Include of /etc/ssh/sshd_config.d, so nothing else leaks in.
 ListenAddress 127.0.0.1
-Port ${port}
+${ports.map((p) => `Port ${p}`).join("\n")}
 HostKey ${state}/ssh_host_ed25519_key
 PidFile ${state}/sshd.pid
 AuthorizedKeysFile ${state}/authorized_keys
@@ -238,7 +246,7 @@ SetEnv PATH=${STANDIN_BIN}:${STD_PATH} RS_TEST_STATE=${state}
 PrintMotd no
 PrintLastLog no
 X11Forwarding no
-LogLevel ERROR
+LogLevel ${logLevel}
 `;
 }
 
@@ -280,16 +288,19 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
     const sshdLog = path.join(state, "sshd.log");
     let sshd: ChildProcess | undefined;
     let port = 0;
+    let secondPort: number | undefined;
     // The free port can be taken between probing and sshd's bind: retry.
     for (let attempt = 0; attempt < 5 && !sshd; attempt++) {
       port = await freePort();
-      fs.writeFileSync(cfg, sshdConfig(state, port));
+      secondPort = opts.secondPort ? await freePort() : undefined;
+      const ports = secondPort === undefined ? [port] : [port, secondPort];
+      fs.writeFileSync(cfg, sshdConfig(state, ports, opts.logLevel ?? "ERROR"));
       execFileSync("/usr/sbin/sshd", ["-t", "-f", cfg], { stdio: ["ignore", "ignore", "pipe"] });
       const child = spawn("/usr/sbin/sshd", ["-D", "-f", cfg, "-E", sshdLog], { stdio: "ignore" });
       let exited = false;
       child.once("exit", () => (exited = true));
       for (let i = 0; i < 100 && !exited; i++) {
-        if (await sshBanner(port)) {
+        if ((await sshBanner(port)) && (secondPort === undefined || (await sshBanner(secondPort)))) {
           sshd = child;
           break;
         }
@@ -337,6 +348,8 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
     return {
       host: "127.0.0.1",
       port,
+      secondPort,
+      sshdLog,
       hostKey,
       clientPrivateKey,
       clientKeyPath,
