@@ -30,7 +30,7 @@ export function writeScript(cfg: NixosConfig, envVar: string): string {
   const dir = path.posix.dirname(cfg.envFile);
   const owner = `${cfg.owner}:${cfg.group}`;
   return shellCommand(
-    `runner-secrets: write ${envVar} (from stdin) to ${cfg.envFile}, ${cfg.fileMode} ${owner}, for ${cfg.unit}`,
+    [`runner-secrets: write ${envVar} to ${cfg.envFile}`, `(${cfg.fileMode} ${owner}, from stdin via a temp file renamed into place, for ${cfg.unit})`],
     [
       "set -eu",
       sudoPreflight,
@@ -72,7 +72,7 @@ export function writeScript(cfg: NixosConfig, envVar: string): string {
 /** Applies the flake, so the unit's EnvironmentFile line (added by the operator) takes effect. */
 export function rebuildScript(cfg: NixosConfig): string {
   return shellCommand(
-    `runner-secrets: nixos-rebuild switch --flake ${cfg.flake}`,
+    [`runner-secrets: nixos-rebuild switch --flake ${cfg.flake}`, `(applies the EnvironmentFile line for ${cfg.envFile})`],
     [stepHeader, sudoStep("nixos-rebuild", ["nixos-rebuild", "switch", "--flake", cfg.flake])].join("\n"),
   );
 }
@@ -80,16 +80,17 @@ export function rebuildScript(cfg: NixosConfig): string {
 /** Restarts the runner so it reads the env file again. */
 export function restartScript(cfg: NixosConfig): string {
   return shellCommand(
-    `runner-secrets: restart ${cfg.unit} so it reads ${cfg.envFile}`,
+    [`runner-secrets: restart ${cfg.unit}`, `(so it reads ${cfg.envFile} again)`],
     [stepHeader, sudoStep("restart", ["systemctl", "restart", cfg.unit])].join("\n"),
   );
 }
 
 /** On destroy: removes the file (unless kept) and restarts the runner so no stale key lingers in it. */
 export function removeScript(cfg: NixosConfig): string {
-  const summary = cfg.keepOnDestroy
-    ? `runner-secrets: on delete, keep ${cfg.envFile} (nixos.keepOnDestroy) and restart ${cfg.unit}`
-    : `runner-secrets: on delete, remove ${cfg.envFile} and restart ${cfg.unit}`;
+  const summary = [
+    cfg.keepOnDestroy ? `runner-secrets: on delete, keep ${cfg.envFile} (nixos.keepOnDestroy)` : `runner-secrets: on delete, remove ${cfg.envFile}`,
+    `then restart ${cfg.unit}`,
+  ];
   const remove = cfg.keepOnDestroy
     ? `echo "runner-secrets: keeping ${cfg.envFile} (nixos.keepOnDestroy)"`
     : `sudo -n rm -f ${word(cfg.envFile)} ${word(tempPath(cfg))}`;

@@ -19,12 +19,14 @@ export function word(value: string): string {
 
 /**
  * Wraps a POSIX sh script as command text that fish, bash, zsh and sh all pass to sh unchanged.
- * `summary` becomes the script's first line (a comment): `pulumi preview` shows only the first
- * lines of a command, so that line says what the script does and where.
+ * `summary` becomes the script's first lines (comments): `pulumi preview` shows only the first
+ * three lines of a command, each cut at about 150 characters, so they say what the script does
+ * and where, most important first.
  */
-export function shellCommand(summary: string, script: string): string {
-  if (/[\n\r]/.test(summary)) throw new UnsafeScriptError("a script summary must be one line");
-  const text = `# ${summary}\n${script.trim()}\n`;
+export function shellCommand(summary: string | string[], script: string): string {
+  const lines = typeof summary === "string" ? [summary] : summary;
+  if (lines.some((l) => /[\n\r]/.test(l))) throw new UnsafeScriptError("a script summary line must be one line");
+  const text = `${lines.map((l) => `# ${l}\n`).join("")}${script.trim()}\n`;
   if (text.includes("'") || text.includes("\\")) {
     throw new UnsafeScriptError("a remote script must contain no single quote and no backslash");
   }

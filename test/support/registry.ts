@@ -97,6 +97,11 @@ export interface TestRegistry {
   openUploads(repository: string): string[];
   /** stderr/stdout of the registry so far (for failing tests). */
   log(): string;
+  /**
+   * Makes `key` the user's only accepted key (a rotation in zot). distribution 2.8 reads htpasswd
+   * once at start, so the registry is restarted on the same port with the same storage.
+   */
+  setKey(key: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -113,13 +118,12 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
   const port = await freePort();
 
   let authBlock = "";
+  const htpasswd = path.join(dir, "htpasswd");
+  // -i: the password on stdin, not in argv; -B: bcrypt, the only hash distribution accepts.
+  const writeHtpasswd = (user: string, key: string) =>
+    execFileSync("htpasswd", ["-B", "-i", "-c", htpasswd, user], { input: key, stdio: ["pipe", "ignore", "pipe"] });
   if (opts.auth !== undefined) {
-    const htpasswd = path.join(dir, "htpasswd");
-    // -i: the password on stdin, not in argv; -B: bcrypt, the only hash distribution accepts.
-    execFileSync("htpasswd", ["-B", "-i", "-c", htpasswd, opts.auth.user], {
-      input: opts.auth.key,
-      stdio: ["pipe", "ignore", "pipe"],
-    });
+    writeHtpasswd(opts.auth.user, opts.auth.key);
     authBlock = ["auth:", "  htpasswd:", "    realm: runner-secrets-test", `    path: ${htpasswd}`, ""].join("\n");
   }
   const config = path.join(dir, "config.yml");
@@ -149,44 +153,52 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     ].join("\n"),
   );
 
-  const child: ChildProcess = spawn(REGISTRY_BIN, ["serve", config], { stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
-  let exited: string | undefined;
-  const exitPromise = new Promise<void>((resolve) =>
-    child.once("exit", (code, signal) => {
-      exited = `exit ${code ?? signal}`;
-      resolve();
-    }),
-  );
-
   const url = `https://127.0.0.1:${port}`;
   const caPem = fs.readFileSync(ca.caFile, "utf8");
-  const stop = async (): Promise<void> => {
+  let output = "";
+  let child: ChildProcess;
+  let exited: string | undefined;
+  let exitPromise: Promise<void>;
+  const kill = async (): Promise<void> => {
     if (exited === undefined) {
       child.kill("SIGTERM");
       const t = setTimeout(() => child.kill("SIGKILL"), 5000);
       await exitPromise;
       clearTimeout(t);
     }
+  };
+  const stop = async (): Promise<void> => {
+    await kill();
     fs.rmSync(dir, { recursive: true, force: true });
   };
-
-  // Ready when /v2/ answers over TLS with our CA (any status: 401 with auth, 200 without).
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (exited !== undefined) {
-      await stop();
-      throw new Error(`docker-registry ended before it listened (${exited}):\n${output}`);
+  const launch = async (): Promise<void> => {
+    exited = undefined;
+    child = spawn(REGISTRY_BIN, ["serve", config], { stdio: ["ignore", "pipe", "pipe"] });
+    child.stdout?.on("data", (d: Buffer) => (output += d.toString()));
+    child.stderr?.on("data", (d: Buffer) => (output += d.toString()));
+    const c = child;
+    exitPromise = new Promise<void>((resolve) =>
+      c.once("exit", (code, signal) => {
+        exited = `exit ${code ?? signal}`;
+        resolve();
+      }),
+    );
+    // Ready when /v2/ answers over TLS with our CA (any status: 401 with auth, 200 without).
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (exited !== undefined) {
+        await stop();
+        throw new Error(`docker-registry ended before it listened (${exited}):\n${output}`);
+      }
+      if (await answers(url, caPem)) break;
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(`docker-registry did not answer on ${url} within 20s:\n${output}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    if (await answers(url, caPem)) break;
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`docker-registry did not answer on ${url} within 20s:\n${output}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  };
+  await launch();
 
   const uploadsDir = (repository: string) =>
     path.join(storageDir, "docker", "registry", "v2", "repositories", ...repository.split("/"), "_uploads");
@@ -204,6 +216,12 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
         .filter((id) => ["startedat", "data"].some((f) => fs.existsSync(path.join(d, id, f))));
     },
     log: () => output,
+    async setKey(key) {
+      if (opts.auth === undefined) throw new Error("setKey: this registry has no auth");
+      writeHtpasswd(opts.auth.user, key);
+      await kill();
+      await launch();
+    },
     stop,
   };
 }

@@ -32,6 +32,8 @@ export interface StandinCall {
   uid: number;
   /** Wall-clock time of the call in ns since the Unix epoch (as a double: ~256 ns resolution). */
   time: number;
+  /** SHA-256 (hex) of the watched env file at the call (Standins.watchEnvFile), "missing", or "" when none is watched. */
+  envFile: string;
 }
 
 export interface FailureSpec {
@@ -47,6 +49,10 @@ export interface FailureSpec {
 export interface Standins {
   /** Make every later call of `name` print `spec.output` and exit `spec.exitCode`; null: back to silent exit 0. */
   setFailure(name: StandinName, spec: FailureSpec | null): void;
+  /** Make every later call of `name` sleep this long first (null: not at all). */
+  setDelay(name: StandinName, seconds: number | null): void;
+  /** Record in each call the SHA-256 of this file as it is at that moment (what a restarted unit reads). */
+  watchEnvFile(file: string | null): void;
   /** All calls so far, in call order. */
   calls(): StandinCall[];
   /** Forget recorded calls and clear all failures. */
@@ -115,7 +121,14 @@ args=""
 for a in "$@"; do
   args="$args\${args:+,}\\"$(printf '%s' "$a" | od -An -v -tx1 | tr -d ' \\n')\\""
 done
-printf '{"name":"${name}","argvHex":[%s],"uid":%s,"time":%s}\\n' "$args" "$(id -u)" "$(date +%s%N)" >>"$d/calls.log"
+# What the unit would read at this moment (the env file a test watches): its SHA-256, or "missing".
+seen=""
+if [ -f "$d/watched-env-file" ]; then
+  f="$(cat "$d/watched-env-file")"
+  if [ -f "$f" ]; then seen="$(sha256sum <"$f" | cut -c1-64)"; else seen=missing; fi
+fi
+printf '{"name":"${name}","argvHex":[%s],"uid":%s,"time":%s,"envFile":"%s"}\\n' "$args" "$(id -u)" "$(date +%s%N)" "$seen" >>"$d/calls.log"
+if [ -f "$d/${name}.sleep" ]; then sleep "$(cat "$d/${name}.sleep")"; fi
 if [ -f "$d/${name}.exit" ]; then
   if [ -f "$d/${name}.out" ]; then cat "$d/${name}.out" >&2; fi
   exit "$(cat "$d/${name}.exit")"
@@ -327,19 +340,33 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
         fs.writeFileSync(outFile, output, { mode: 0o644 });
         fs.writeFileSync(exitFile, `${spec.exitCode}\n`, { mode: 0o644 });
       },
+      setDelay(name, seconds) {
+        const f = path.join(standinDir, `${name}.sleep`);
+        if (seconds === null) fs.rmSync(f, { force: true });
+        else fs.writeFileSync(f, `${seconds}\n`, { mode: 0o644 });
+      },
+      watchEnvFile(file) {
+        const f = path.join(standinDir, "watched-env-file");
+        if (file === null) fs.rmSync(f, { force: true });
+        else fs.writeFileSync(f, file, { mode: 0o644 });
+      },
       calls() {
         return fs
           .readFileSync(logFile, "utf8")
           .split("\n")
           .filter((l) => l !== "")
           .map((l) => {
-            const r = JSON.parse(l) as { name: StandinName; argvHex: string[]; uid: number; time: number };
-            return { name: r.name, argv: r.argvHex.map((h) => Buffer.from(h, "hex").toString("utf8")), uid: r.uid, time: r.time };
+            const r = JSON.parse(l) as { name: StandinName; argvHex: string[]; uid: number; time: number; envFile?: string };
+            return { name: r.name, argv: r.argvHex.map((h) => Buffer.from(h, "hex").toString("utf8")), uid: r.uid, time: r.time, envFile: r.envFile ?? "" };
           });
       },
       reset() {
         fs.truncateSync(logFile, 0);
-        for (const n of STANDIN_NAMES) standins.setFailure(n, null);
+        for (const n of STANDIN_NAMES) {
+          standins.setFailure(n, null);
+          standins.setDelay(n, null);
+        }
+        standins.watchEnvFile(null);
       },
     };
 

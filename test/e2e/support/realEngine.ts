@@ -12,6 +12,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
+import * as pulumi from "@pulumi/pulumi";
 import {
   LocalWorkspace,
   PulumiCommand,
@@ -73,15 +74,23 @@ export type Ran<T> = { result?: T; error?: Error; output: string };
 
 /**
  * Runs index.ts afresh (the module cache of the project's own files is dropped) and returns its
- * exports as the stack outputs.
+ * exports as the stack outputs. A RunError is reported the way the nodejs language host reports
+ * it under `pulumi up` (its message as an error, no stack trace); the inline server would print
+ * the stack and leave the rejection unhandled in this process.
  */
-function program(): Promise<Record<string, unknown>> {
+async function program(): Promise<Record<string, unknown>> {
   for (const id of Object.keys(require.cache)) {
     if (id.startsWith(ROOT) && !id.includes(`${path.sep}node_modules${path.sep}`) && !id.includes(`${path.sep}test${path.sep}`)) {
       delete require.cache[id];
     }
   }
-  return Promise.resolve(require(path.join(ROOT, "index.ts")) as Record<string, unknown>);
+  try {
+    return require(path.join(ROOT, "index.ts")) as Record<string, unknown>;
+  } catch (e) {
+    if (!pulumi.RunError.isInstance(e)) throw e;
+    await pulumi.log.error((e as Error).message);
+    return {};
+  }
 }
 
 /**
@@ -125,7 +134,10 @@ export async function newProject(stackName: "ringtail" | "indri", opts: { env?: 
 
   const cliEnv = { ...process.env, ...env };
   const cli = (args: string[], o: { input?: string } = {}): CliResult => {
-    const child = spawnSync(path.join(bin, "pulumi"), [...args, "--stack", stackName, "--non-interactive"], {
+    // Flags before a `--`: what follows it is positional (a value may start with "-").
+    const dash = args.indexOf("--");
+    const [head, tail] = dash < 0 ? [args, []] : [args.slice(0, dash), args.slice(dash)];
+    const child = spawnSync(path.join(bin, "pulumi"), [...head, "--stack", stackName, "--non-interactive", ...tail], {
       cwd: dir,
       env: cliEnv,
       input: o.input,
