@@ -1,6 +1,8 @@
 // A stand-in for the Pulumi engine plus the command provider's `remote.Command`, for the resources a
-// mock run of the real program (runStack) registered. Neither the engine nor the provider plugin can
-// be downloaded here, so this plays both parts, as far as the program relies on them:
+// mock run of the real program (runStack) registered. The real engine is the judge now (test/e2e/,
+// with the real CLI); this model stays only where a fault needs control no real provider gives: the
+// writer's connection cut after N bytes of stdin (test/ringtailFaults.ssh.test.ts). It does not
+// model resource options such as deleteBeforeReplace. What it plays, as far as those tests rely on it:
 //
 // Engine (pulumi/pkg/resource/deploy):
 //   - state = last successful inputs (and outputs) per resource; a failed create is not saved (the

@@ -7,7 +7,8 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { Engine, type UpOptions, type UpResult } from "./engine";
-import { runStack, type StackRun } from "./mockStack";
+import { parseConfig } from "../../components/config";
+import { runStack, stackConfig, type StackRun } from "./mockStack";
 import { watchProcesses } from "./procWatch";
 import { startSshHost, type SshHost } from "./sshHost";
 
@@ -137,4 +138,12 @@ export async function gone(p: string, ms = 5000): Promise<boolean> {
     await new Promise((r) => setTimeout(r, 20));
   }
   return !fs.existsSync(p);
+}
+
+/** The validated nixos settings of the ringtail stack pointed at the test host, as the program gets them. */
+export function nixosConfig(host: SshHost, p: Paths) {
+  const raw = stackConfig("ringtail", {
+    "runner-secrets:nixos": { host: host.host, port: host.port, user: host.users.fish, hostKey: host.hostKey, envFile: p.file },
+  });
+  return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]))).nixos!;
 }
