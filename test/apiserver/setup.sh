@@ -25,7 +25,7 @@ if ! command -v etcd >/dev/null; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends etcd-server
 fi
-etcd --version | head -1
+etcd --version | sed -n 1p
 
 if [ ! -x "$BIN" ] || [ ! -x "$KCM" ]; then
   command -v go >/dev/null || { echo "setup: needs Go (https://go.dev/dl) for kube-apiserver" >&2; exit 1; }

@@ -14,7 +14,7 @@ bin_dir="$(go env GOBIN 2>/dev/null || true)"
 [ -n "$bin_dir" ] || bin_dir="$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
 actionlint="$bin_dir/actionlint"
 
-if ! { [ -x "$actionlint" ] && "$actionlint" -version 2>/dev/null | head -n1 | grep -qx "v\?$VERSION"; }; then
+if ! { [ -x "$actionlint" ] && "$actionlint" -version 2>/dev/null | sed -n 1p | grep -qx "v\?$VERSION"; }; then
   if ! command -v go >/dev/null 2>&1; then
     echo "actionlint.sh: go is needed to install actionlint v$VERSION" >&2
     exit 1
@@ -22,7 +22,7 @@ if ! { [ -x "$actionlint" ] && "$actionlint" -version 2>/dev/null | head -n1 | g
   echo "actionlint.sh: installing actionlint v$VERSION into $bin_dir" >&2
   GOBIN="$bin_dir" go install "github.com/rhysd/actionlint/cmd/actionlint@v$VERSION"
 fi
-echo "actionlint: $actionlint ($("$actionlint" -version | head -n1))"
+echo "actionlint: $actionlint ($("$actionlint" -version | sed -n 1p))"
 
 # actionlint checks the `run:` scripts with shellcheck when it is on PATH; without it those go unchecked.
 if ! command -v shellcheck >/dev/null 2>&1; then

@@ -151,6 +151,17 @@ write_bin() {
   ln -sfn "$CACHE/pulumi-v$PULUMI_VERSION/pulumi" "$BIN/pulumi"
   ln -sfn "$CACHE/kubernetes-v$K8S_PROVIDER_VERSION/pulumi-resource-kubernetes" "$BIN/pulumi-resource-kubernetes"
   ln -sfn "$CACHE/eso-v$ESO_VERSION/eso" "$BIN/eso"
+  # The stand-ins for the plugins the proxy does not serve: this checkout's own TypeScript.
+  local name
+  for name in command onepassword; do
+    cat >"$BIN/.pulumi-resource-$name.tmp" <<SH
+#!/bin/sh
+# STAND-IN plugin for the $name provider (see $REPO/test/e2e/plugins/$name.ts).
+exec node --import "$REPO/node_modules/tsx/dist/loader.mjs" "$REPO/test/e2e/plugins/$name.ts" "\$@"
+SH
+    chmod 0755 "$BIN/.pulumi-resource-$name.tmp"
+    mv -f "$BIN/.pulumi-resource-$name.tmp" "$BIN/pulumi-resource-$name"
+  done
 }
 
 case "${1:-all}" in
