@@ -4,9 +4,10 @@
 // provider's code (provider/pkg/provider/{remote,local,common}, read at v1.2.1):
 //   - Check: connection defaults user "root", port 22, dialErrorLimit 10, perDialTimeout 15, and the
 //     connection is kept secret; other inputs pass through.
-//   - Diff: inputs compared one by one (stdout/stderr are outputs); a change is an in-place update.
-//     Only adding or removing `triggers` replaces here; a changed element is replaced by the SDK's
-//     replaceOnChanges ["triggers[*]"], as with the real plugin. Never delete-before-replace.
+//   - Diff: inputs (not stdout/stderr) compared leaf by leaf, keyed by the engine's property paths;
+//     a change is an in-place update. Only adding or removing `triggers` replaces here; a changed
+//     element is replaced by the SDK's replaceOnChanges ["triggers[*]"], as with the real plugin.
+//     The plugin never asks for delete-before-replace (the program's resource option does).
 //   - Create runs `create`; Update runs `update`, else `create`; Delete runs `delete` with the
 //     stored (old) state, if there is one; Read returns the stored state (refresh runs nothing).
 //   - One SSH connection and one exec session per operation; the command text verbatim; stdin
@@ -106,6 +107,38 @@ async function runRemote(c: Connection, command: string, stdin: string): Promise
   }
 }
 
+/** A property path as the engine prints it (resource.PropertyPath.String): a.b[0], a["odd key"]. */
+function pathString(p: (string | number)[]): string {
+  let out = "";
+  for (const part of p) {
+    if (typeof part === "number") out += `[${part}]`;
+    else if (/^[A-Za-z_][A-Za-z0-9_$]*$/.test(part)) out += out === "" ? part : `.${part}`;
+    else out += `[${JSON.stringify(part)}]`;
+  }
+  return out;
+}
+
+/** The detailed diff pulumi-go-provider builds (plugin.NewDetailedDiffFromObjectDiff): one entry
+ * per changed leaf, objects and arrays recursed, elements past the shorter array added/deleted. */
+function diffValue(at: (string | number)[], o: unknown, n: unknown, acc: DiffResult["detailed"]): void {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+  if (isObj(o) && isObj(n)) {
+    for (const k of new Set([...Object.keys(o), ...Object.keys(n)])) {
+      if (o[k] === undefined && n[k] !== undefined) acc[pathString([...at, k])] = "add";
+      else if (o[k] !== undefined && n[k] === undefined) acc[pathString([...at, k])] = "delete";
+      else if (o[k] !== undefined) diffValue([...at, k], o[k], n[k], acc);
+    }
+  } else if (Array.isArray(o) && Array.isArray(n)) {
+    for (let i = 0; i < Math.max(o.length, n.length); i++) {
+      if (i >= o.length) acc[pathString([...at, i])] = "add";
+      else if (i >= n.length) acc[pathString([...at, i])] = "delete";
+      else diffValue([...at, i], o[i], n[i], acc);
+    }
+  } else if (!isDeepStrictEqual(o, n)) {
+    acc[pathString(at)] = o === null || o === undefined ? "add" : n === null || n === undefined ? "delete" : "update";
+  }
+}
+
 function nameOf(urn: string): string {
   return urn.split("::").pop() ?? "command";
 }
@@ -124,14 +157,15 @@ class CommandProvider implements Provider {
 
   diff(_urn: string, _id: string, olds: Props, news: Props): DiffResult {
     const detailed: DiffResult["detailed"] = {};
-    for (const k of new Set([...Object.keys(olds), ...Object.keys(news)])) {
-      if (OUTPUTS.has(k)) continue;
-      const [o, n] = [reveal(olds[k]), reveal(news[k])];
-      if (o === undefined && n !== undefined) detailed[k] = "add";
-      else if (o !== undefined && n === undefined) detailed[k] = "delete";
-      else if (!isDeepStrictEqual(o, n)) detailed[k] = "update";
-    }
-    const replaces = detailed.triggers === "add" || detailed.triggers === "delete" ? ["triggers"] : [];
+    const o: Props = {};
+    const n: Props = {};
+    for (const k of Object.keys(olds)) if (!OUTPUTS.has(k)) o[k] = reveal(olds[k]);
+    for (const k of Object.keys(news)) if (!OUTPUTS.has(k)) n[k] = reveal(news[k]);
+    diffValue([], o, n, detailed);
+    // The real schema marks `triggers` replaceOnChanges, which pulumi-go-provider applies to the
+    // top-level key only; element changes ("triggers[1]") are replaced by the engine through the
+    // SDK's replaceOnChanges ["triggers[*]"], so the paths below must be the engine's own.
+    const replaces = "triggers" in detailed ? ["triggers"] : [];
     return { changes: Object.keys(detailed).length > 0, replaces, detailed };
   }
 
