@@ -1,7 +1,7 @@
 // ringtail on the real Pulumi engine: the project's index.ts through the Automation API and the real
 // CLI, against a real sshd whose test user logs in with fish, sudo, and the nixos-rebuild /
 // systemctl stand-ins; the key comes from the 1Password Connect stand-in and is checked against a
-// real registry. Plugins: the stand-ins of test/e2e/standins, or real ones (RS_E2E_PROVIDERS).
+// real registry. Plugins: the stand-ins of test/e2e/plugins, or real ones (RS_E2E_PROVIDERS).
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
