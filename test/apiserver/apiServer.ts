@@ -84,14 +84,35 @@ export interface ApiServer {
   apply(urlPath: string, obj: unknown, manager: string, opts?: { force?: boolean; fieldValidation?: string }): Promise<Response>;
   stop(): Promise<void>;
   log(): string;
+  /**
+   * A kubeconfig file for `user` (one of the users given to startApiServer, or "admin") whose only
+   * context is `context`: each client gets its own user, so the audit log tells them apart.
+   */
+  kubeconfig(user: string, context: string): string;
+  /** The audit log's events (level Metadata, stage ResponseComplete), oldest first; [] without audit. */
+  auditEvents(): AuditEvent[];
+}
+
+export interface AuditEvent {
+  verb: string;
+  user: string;
+  requestURI: string;
+  code: number;
+  at: string;
 }
 
 const TOKEN = "runner-secrets-test-token";
+const tokenOf = (user: string) => (user === "admin" ? TOKEN : `${TOKEN}-${user}`);
 
-export async function startApiServer(bin: Binaries): Promise<ApiServer> {
+export async function startApiServer(bin: Binaries, opts: { users?: string[]; audit?: boolean } = {}): Promise<ApiServer> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rs-apiserver-"));
   const [client, peer, secure] = [await freePort(), await freePort(), await freePort()];
-  fs.writeFileSync(path.join(dir, "tokens.csv"), `${TOKEN},admin,admin,system:masters\n`);
+  const users = ["admin", ...(opts.users ?? [])];
+  fs.writeFileSync(path.join(dir, "tokens.csv"), users.map((u, i) => `${tokenOf(u)},${u},${i},system:masters\n`).join(""));
+  const auditLog = path.join(dir, "audit.log");
+  if (opts.audit) {
+    fs.writeFileSync(path.join(dir, "audit-policy.yaml"), "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n");
+  }
   const children: ChildProcess[] = [];
   const logs: string[] = [];
   const start = (cmd: string, args: string[], name: string) => {
@@ -140,6 +161,9 @@ export async function startApiServer(bin: Binaries): Promise<ApiServer> {
       `--service-account-signing-key-file=${key}`,
       "--service-cluster-ip-range=10.96.0.0/16",
       "--disable-admission-plugins=ServiceAccount",
+      ...(opts.audit
+        ? [`--audit-policy-file=${path.join(dir, "audit-policy.yaml")}`, `--audit-log-path=${auditLog}`, "--audit-log-format=json", "--audit-log-mode=blocking"]
+        : []),
     ], "kube-apiserver");
 
     const url = `https://127.0.0.1:${secure}`;
@@ -195,22 +219,36 @@ export async function startApiServer(bin: Binaries): Promise<ApiServer> {
       if (opts.force) q.set("force", "true");
       return request("PATCH", `${urlPath}?${q}`, obj, "application/apply-patch+yaml");
     };
-    const startControllers = async () => {
-      if (!bin.controllerManager) throw new Error("no kube-controller-manager");
-      const kubeconfig = path.join(dir, "kubeconfig");
+    const kubeconfig = (user: string, context: string) => {
+      const file = path.join(dir, `kubeconfig-${user}-${context}`);
       fs.writeFileSync(
-        kubeconfig,
+        file,
         JSON.stringify({
           apiVersion: "v1",
           kind: "Config",
           clusters: [{ name: "test", cluster: { server: url, "certificate-authority": path.join(dir, "certs", "apiserver.crt") } }],
-          users: [{ name: "test", user: { token: TOKEN } }],
-          contexts: [{ name: "test", context: { cluster: "test", user: "test" } }],
-          "current-context": "test",
+          users: [{ name: user, user: { token: tokenOf(user) } }],
+          contexts: [{ name: context, context: { cluster: "test", user } }],
+          "current-context": context,
         }),
       );
+      return file;
+    };
+    const auditEvents = (): AuditEvent[] => {
+      if (!fs.existsSync(auditLog)) return [];
+      return fs
+        .readFileSync(auditLog, "utf8")
+        .split("\n")
+        .filter((l) => l.trim() !== "")
+        .map((l) => JSON.parse(l))
+        .filter((e) => e.stage === "ResponseComplete")
+        .map((e) => ({ verb: e.verb, user: e.user?.username, requestURI: e.requestURI, code: e.responseStatus?.code, at: e.stageTimestamp }));
+    };
+    const startControllers = async () => {
+      if (!bin.controllerManager) throw new Error("no kube-controller-manager");
+      const kubeconfigFile = kubeconfig("admin", "test");
       start(bin.controllerManager, [
-        `--kubeconfig=${kubeconfig}`,
+        `--kubeconfig=${kubeconfigFile}`,
         "--controllers=garbagecollector,deployment,replicaset",
         "--leader-elect=false",
         "--use-service-account-credentials=false",
@@ -224,7 +262,7 @@ export async function startApiServer(bin: Binaries): Promise<ApiServer> {
         await new Promise((r) => setTimeout(r, 200));
       }
     };
-    return { url, controllers: Boolean(bin.controllerManager), startControllers, request, apply, stop, log };
+    return { url, controllers: Boolean(bin.controllerManager), startControllers, request, apply, stop, log, kubeconfig, auditEvents };
   } catch (e) {
     await stop();
     throw e;
