@@ -24,8 +24,6 @@ const dns1123Label = "[a-z0-9](?:[-a-z0-9]*[a-z0-9])?";
 const dns1123LabelRe = new RegExp(`^${dns1123Label}$`);
 const dns1123SubdomainRe = new RegExp(`^${dns1123Label}(?:\\.${dns1123Label})*$`);
 const fieldManagerRe = /^[A-Za-z0-9._-]{1,128}$/;
-// A Go duration as ESO parses refreshInterval, e.g. "1h", "30m", "1h30m".
-const durationRe = /^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$/;
 // Printable text for things that only travel as data (1Password names, kube context names).
 const printableRe = /^[^\u0000-\u001f\u007f]+$/;
 
@@ -138,12 +136,10 @@ const kubernetesSchema = z.strictObject({
   // Where the dotenv file appears in the runner container; config.yaml's runner.env_file points here.
   envFilePath: absPath.superRefine(envFilePathProblems).default("/run/secrets/zot-ci/zot-ci.env"),
   fieldManager: pattern(fieldManagerRe, "a field manager name (letters, digits, . _ -)").default("runner-secrets"),
-  refreshInterval: pattern(durationRe, 'a duration such as "1h" or "30m"')
-    .refine((d) => !/^(?:0+(?:\.0+)?(?:ns|us|µs|ms|s|m|h))+$/.test(d), {
-      // ESO ignores force-sync requests when refreshing is off, and rotation relies on them.
-      message: "must be greater than zero (with refreshing off ESO ignores the re-sync a rotation asks for)",
-    })
-    .default("1h"),
+  // Gone since ESO syncs only when `up` changes the ExternalSecret (refreshPolicy OnChange).
+  refreshInterval: z
+    .undefined({ message: "no longer used: ESO re-syncs only when `pulumi up` changes the ExternalSecret; remove this key" })
+    .optional(),
   readyTimeoutSeconds: z.coerce.number({ message: "must be a number of seconds" }).int().min(10).max(3600).default(300),
 });
 

@@ -1,6 +1,7 @@
 // indri: a forgejo-runner Deployment on minikube that ArgoCD owns. ESO syncs the key from 1Password
 // into a Secret; a server-side-apply patch adds only the env entry, the read-only env-file volume
 // and a pod-template annotation to the Deployment. Pulumi never sees the key in any object it writes.
+import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -12,6 +13,18 @@ import type { FieldRef } from "./onePassword";
 import type { RunnerTarget, TargetContext, TargetResult } from "./target";
 
 export const DIGEST_ANNOTATION = "runner-secrets/key-digest";
+/** The Secret's data key ESO renders the synced key's digest into. */
+export const KEY_DIGEST_KEY = "key-digest";
+
+/**
+ * A short hash of what the patch adds to the pod template's lists. The provider compares those
+ * lists with the live object by position (ArgoCD's items come first), so the patch ignores them
+ * in diffs; a change to them instead gets a new patch resource and field manager named by this.
+ */
+export function patchShape(cfg: KubernetesConfig, envVar: string): string {
+  const { spec } = podTemplatePatch(cfg, envVar, "");
+  return createHash("sha256").update(JSON.stringify(spec)).digest("hex").slice(0, 8);
+}
 
 /** Kubeconfig files the provider would read: the configured one, else $KUBECONFIG, else ~/.kube/config. */
 export function kubeconfigPaths(cfg: KubernetesConfig, env: NodeJS.ProcessEnv = process.env): string[] {
@@ -39,11 +52,21 @@ export function kubeContextProblem(context: string, files: { path: string; text?
   );
 }
 
+/**
+ * ESO's template refuses any key but the approved one: a key changed in 1Password without `up` (or
+ * one the registry check refused) never reaches the Secret, not on a re-sync after the Secret was
+ * deleted, not after ESO restarts. Only the digest is in the object, never the key.
+ */
+export function approvedOnly(digest: string, body: string): string {
+  return `{{ if ne (.apiKey | sha256sum | trunc 16) "${digest}" }}{{ fail "runner-secrets: the key in 1Password is not the one pulumi up approved (digest ${digest}); run pulumi up" }}{{ end }}${body}`;
+}
+
 /** The ExternalSecret's spec: which 1Password field, where it lands, and how the Secret is rendered. */
-export function externalSecretSpec(cfg: KubernetesConfig, source: FieldRef, envVar: string) {
+export function externalSecretSpec(cfg: KubernetesConfig, source: FieldRef, envVar: string, digest: pulumi.Input<string>) {
   const envFileKey = path.posix.basename(cfg.envFilePath);
   return {
-    refreshInterval: cfg.refreshInterval,
+    // Sync only when the ExternalSecret changes (each approved key changes the template), never on a timer.
+    refreshPolicy: "OnChange",
     secretStoreRef: { kind: cfg.secretStore.kind, name: cfg.secretStore.name },
     target: {
       name: cfg.secretName,
@@ -52,15 +75,15 @@ export function externalSecretSpec(cfg: KubernetesConfig, source: FieldRef, envV
       template: {
         engineVersion: "v2",
         type: "Opaque",
-        data: {
+        data: pulumi.output(digest).apply((d) => ({
           // For the daemon's own env (secretKeyRef).
-          [envVar]: "{{ .apiKey }}",
+          [envVar]: approvedOnly(d, "{{ .apiKey }}"),
           // For runner.env_file: Docker jobs get only runner.envs and this file, never the daemon's env.
           // Single quotes: godotenv reads them literally (no $ expansion).
-          [envFileKey]: `${envVar}='{{ .apiKey }}'\n`,
-          // Lets an operator confirm which key the Secret holds without reading it.
-          "key-digest": "{{ .apiKey | sha256sum | trunc 16 }}",
-        },
+          [envFileKey]: approvedOnly(d, `${envVar}='{{ .apiKey }}'\n`),
+          // What ESO really synced; `up` waits for it before rolling the runner.
+          [KEY_DIGEST_KEY]: approvedOnly(d, "{{ .apiKey | sha256sum | trunc 16 }}"),
+        })),
       },
     },
     data: [
@@ -122,6 +145,7 @@ export class KubernetesTarget implements RunnerTarget {
     );
     const opts = { parent: ctx.parent, provider };
 
+    const timeout = String(cfg.readyTimeoutSeconds);
     const externalSecret = new k8s.apiextensions.CustomResource(
       `${ctx.name}-external-secret`,
       {
@@ -130,30 +154,66 @@ export class KubernetesTarget implements RunnerTarget {
         metadata: {
           name: cfg.externalSecret,
           namespace: cfg.namespace,
-          annotations: {
-            // A changed annotation makes ESO re-sync now instead of at the next refreshInterval.
-            [DIGEST_ANNOTATION]: ctx.key.digest,
-            "pulumi.com/waitFor": "condition=Ready",
-            "pulumi.com/timeoutSeconds": String(cfg.readyTimeoutSeconds),
-          },
+          // Truthful on create only (Ready stays True from the previous sync on an update); the
+          // Secret's own digest is what a rotation waits for, below.
+          annotations: { "pulumi.com/waitFor": "condition=Ready", "pulumi.com/timeoutSeconds": timeout },
         },
-        spec: externalSecretSpec(cfg, ctx.source, ctx.envVar),
+        spec: externalSecretSpec(cfg, ctx.source, ctx.envVar, ctx.key.digest),
       },
-      { ...opts, dependsOn: ctx.gate },
+      // A renamed ExternalSecret must let go of the Secret before the new one can own it.
+      { ...opts, dependsOn: ctx.gate, deleteBeforeReplace: true },
     );
 
-    // Applied only after the ExternalSecret is Ready, so the rolled pod starts with the new key.
+    // Waits until ESO has written the approved key into the Secret: only then may a pod roll.
+    // The patch claims only these annotations; the Secret's data stays ESO's (and reaches
+    // Pulumi's state only as the provider's encrypted secret output).
+    const synced = new k8s.core.v1.SecretPatch(
+      `${ctx.name}-secret-synced`,
+      {
+        metadata: {
+          name: cfg.secretName,
+          namespace: cfg.namespace,
+          annotations: pulumi.all([ctx.key.digest, externalSecret.metadata.uid]).apply(([digest, uid]) => ({
+            "pulumi.com/patchFieldManager": cfg.fieldManager,
+            "pulumi.com/waitFor": `jsonpath={.data['${KEY_DIGEST_KEY}']}=${Buffer.from(digest).toString("base64")}`,
+            "pulumi.com/timeoutSeconds": timeout,
+            [DIGEST_ANNOTATION]: digest,
+            // A new ExternalSecret (rename, replace) re-applies this wait against the Secret it writes.
+            "runner-secrets/external-secret-uid": uid,
+          })),
+        },
+      },
+      { ...opts, dependsOn: [externalSecret, ...ctx.gate] },
+    );
+
+    // Applied only after the Secret holds the new key; the provider then waits for the rollout.
+    const shape = patchShape(cfg, ctx.envVar);
     const patch = new k8s.apps.v1.DeploymentPatch(
-      `${ctx.name}-deployment-patch`,
+      `${ctx.name}-deployment-patch-${shape}`,
       {
         metadata: {
           name: cfg.deployment,
           namespace: cfg.namespace,
-          annotations: { "pulumi.com/patchFieldManager": cfg.fieldManager },
+          annotations: {
+            // One field manager per shape: the old shape's patch, deleted after the new one is
+            // applied, relinquishes only what the new one no longer claims.
+            "pulumi.com/patchFieldManager": `${cfg.fieldManager}-${shape}`,
+            // Takes over the fields the previous shape's manager held (same env name, same mount).
+            "pulumi.com/patchForce": "true",
+          },
         },
         spec: { template: podTemplatePatch(cfg, ctx.envVar, ctx.key.digest) },
       },
-      { ...opts, dependsOn: [externalSecret, ...ctx.gate] },
+      {
+        ...opts,
+        dependsOn: [synced, externalSecret, ...ctx.gate],
+        // Compared by position against ArgoCD's lists they always differ; their content is in
+        // the resource name (shape) instead. The digest annotation is a map and diffs normally.
+        ignoreChanges: ["spec.template.spec.containers", "spec.template.spec.volumes"],
+        // `--replace` under the same field manager: the old one must let go first, or its delete
+        // would withdraw every field the new one just applied.
+        deleteBeforeReplace: true,
+      },
     );
 
     return {
