@@ -122,6 +122,8 @@ export function podTemplatePatch(cfg: KubernetesConfig, envVar: string, digest: 
 
 export class KubernetesTarget implements RunnerTarget {
   readonly kind = "kubernetes";
+  /** False only in a preview without the kube context (e.g. on a pull request). */
+  private readonly clusterVisible: boolean;
 
   /** Checks the kube context first: a wrong cluster is the failure that matters most here. */
   constructor(
@@ -131,6 +133,7 @@ export class KubernetesTarget implements RunnerTarget {
     const read = opts.readFile ?? ((p: string) => (fs.existsSync(p) ? fs.readFileSync(p, "utf8") : undefined));
     const files = kubeconfigPaths(cfg).map((p) => ({ path: p, text: read(p) }));
     const problem = kubeContextProblem(cfg.context, files);
+    this.clusterVisible = !problem;
     if (problem && !opts.preview) throw new Error(problem);
     // A preview without cluster access (e.g. on a pull request) only shows what would change.
     if (problem) pulumi.log.warn(problem);
@@ -186,6 +189,14 @@ export class KubernetesTarget implements RunnerTarget {
       { ...opts, dependsOn: [externalSecret, ...ctx.gate] },
     );
 
+    // The live Deployment's uid: one that ArgoCD deleted and re-created gets patched again (the
+    // patch's diff compares with state, which still holds the old object). Read on every run; a
+    // preview without cluster access keeps the recorded uid instead.
+    const uidKey = "runner-secrets/deployment-uid";
+    const uid = this.clusterVisible
+      ? k8s.apps.v1.Deployment.get(`${ctx.name}-deployment`, `${cfg.namespace}/${cfg.deployment}`, opts).metadata.uid
+      : pulumi.output("");
+
     // Applied only after the Secret holds the new key; the provider then waits for the rollout.
     const shape = patchShape(cfg, ctx.envVar);
     const patch = new k8s.apps.v1.DeploymentPatch(
@@ -200,6 +211,7 @@ export class KubernetesTarget implements RunnerTarget {
             "pulumi.com/patchFieldManager": `${cfg.fieldManager}-${shape}`,
             // Takes over the fields the previous shape's manager held (same env name, same mount).
             "pulumi.com/patchForce": "true",
+            [uidKey]: uid,
           },
         },
         spec: { template: podTemplatePatch(cfg, ctx.envVar, ctx.key.digest) },
@@ -209,7 +221,11 @@ export class KubernetesTarget implements RunnerTarget {
         dependsOn: [synced, externalSecret, ...ctx.gate],
         // Compared by position against ArgoCD's lists they always differ; their content is in
         // the resource name (shape) instead. The digest annotation is a map and diffs normally.
-        ignoreChanges: ["spec.template.spec.containers", "spec.template.spec.volumes"],
+        ignoreChanges: [
+          "spec.template.spec.containers",
+          "spec.template.spec.volumes",
+          ...(this.clusterVisible ? [] : [`metadata.annotations["${uidKey}"]`]),
+        ],
         // `--replace` under the same field manager: the old one must let go first, or its delete
         // would withdraw every field the new one just applied.
         deleteBeforeReplace: true,

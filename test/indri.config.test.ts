@@ -90,9 +90,8 @@ describe("indri: context and secret store", () => {
 
 describe("indri: timing settings", () => {
   const cases: Case[] = [
-    ["refreshInterval", "0s", /must be greater than zero/],
-    ["refreshInterval", "1d", /must be a duration/],
-    ["refreshInterval", "", /must be a duration/],
+    // Gone: ESO syncs only when up changes the ExternalSecret; an old stack file says so.
+    ["refreshInterval", "1h", /no longer used: ESO re-syncs only when `pulumi up` changes the ExternalSecret/],
     ["readyTimeoutSeconds", "soon", /must be a number of seconds/],
     ["readyTimeoutSeconds", 5, /runner-secrets:kubernetes\.readyTimeoutSeconds: /],
     ["fieldManager", "runner secrets", /must be a field manager name/],

@@ -22,7 +22,7 @@ async function refusedOrWorks(envFilePath: string): Promise<void> {
     return;
   }
   const es = revealed(run.resources.find((r) => r.name === "zot-ci-external-secret")!.inputs) as Obj;
-  const patch = revealed(run.resources.find((r) => r.name === "zot-ci-deployment-patch")!.inputs) as Obj;
+  const patch = revealed(run.resources.find((r) => r.name.startsWith("zot-ci-deployment-patch-"))!.inputs) as Obj;
   const data = es.spec.target.template.data as Record<string, string>;
   const spec = patch.spec.template.spec;
   const mount = spec.containers[0].volumeMounts[0];

@@ -45,31 +45,45 @@ before(async () => {
 });
 
 describe("indri: rotation under mocks", () => {
-  it("a new key changes exactly the ExternalSecret's digest annotation and the pod-template annotation", () => {
+  it("a new key changes exactly the ExternalSecret's approved digest, the sync wait and the pod-template annotation", () => {
     const a = k8sInputs(runA);
     const b = k8sInputs(runB);
     assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort());
-    const changed = Object.keys(a).flatMap((name) => diffPaths(a[name], b[name]).map((p) => `${name.split("::")[1]}: ${p}`));
+    const changed = Object.keys(a).flatMap((name) =>
+      diffPaths(a[name], b[name]).map((p) => `${name.split("::")[1].replace(/-[0-9a-f]{8}$/, "-<shape>")}: ${p}`),
+    );
     assert.deepEqual(changed.sort(), [
-      "zot-ci-deployment-patch: inputs.spec.template.metadata.annotations.runner-secrets/key-digest",
-      "zot-ci-external-secret: inputs.metadata.annotations.runner-secrets/key-digest",
+      "zot-ci-deployment-patch-<shape>: inputs.spec.template.metadata.annotations.runner-secrets/key-digest",
+      "zot-ci-external-secret: inputs.spec.target.template.data.ZOT_CI_API_KEY",
+      "zot-ci-external-secret: inputs.spec.target.template.data.key-digest",
+      "zot-ci-external-secret: inputs.spec.target.template.data.zot-ci.env",
+      "zot-ci-secret-synced: inputs.metadata.annotations.pulumi.com/waitFor",
+      "zot-ci-secret-synced: inputs.metadata.annotations.runner-secrets/key-digest",
     ]);
     const es = b["kubernetes:external-secrets.io/v1:ExternalSecret::zot-ci-external-secret"].inputs;
-    const patch = b["kubernetes:apps/v1:DeploymentPatch::zot-ci-deployment-patch"].inputs;
+    const patchName = Object.keys(b).find((n) => n.startsWith("kubernetes:apps/v1:DeploymentPatch::zot-ci-deployment-patch-"))!;
+    const patch = b[patchName].inputs;
+    const synced = b["kubernetes:core/v1:SecretPatch::zot-ci-secret-synced"].inputs;
     // Digests, never the key.
-    assert.equal(es.metadata.annotations["runner-secrets/key-digest"], keyDigest(KEY_B));
+    for (const t of Object.values(es.spec.target.template.data as Record<string, string>)) assert.ok(t.includes(`"${keyDigest(KEY_B)}"`), t);
+    assert.equal(synced.metadata.annotations["runner-secrets/key-digest"], keyDigest(KEY_B));
+    assert.equal(synced.metadata.annotations["pulumi.com/waitFor"], `jsonpath={.data['key-digest']}=${Buffer.from(keyDigest(KEY_B)).toString("base64")}`);
     assert.equal(patch.spec.template.metadata.annotations["runner-secrets/key-digest"], keyDigest(KEY_B));
     assert.notEqual(keyDigest(KEY_A), keyDigest(KEY_B));
     assert.equal(runB.outputs.keyDigest, keyDigest(KEY_B));
   });
 
-  it("in that order: the DeploymentPatch depends on the ExternalSecret (which waits for Ready), both on the registry check", () => {
+  it("in that order: the DeploymentPatch depends on the Secret's sync wait, which depends on the ExternalSecret; all on the registry check", () => {
     for (const run of [runA, runB]) {
       const es = run.resources.find((r) => r.name === "zot-ci-external-secret")!;
-      const patch = run.resources.find((r) => r.name === "zot-ci-deployment-patch")!;
+      const synced = run.resources.find((r) => r.name === "zot-ci-secret-synced")!;
+      const patch = run.resources.find((r) => r.name.startsWith("zot-ci-deployment-patch-"))!;
+      assert.ok(patch.dependsOn.includes("zot-ci-secret-synced"), patch.dependsOn.join(", "));
+      assert.ok(synced.dependsOn.includes("zot-ci-external-secret"), synced.dependsOn.join(", "));
+      assert.ok(synced.dependsOn.includes("zot-ci-registry-check"), synced.dependsOn.join(", "));
       assert.ok(patch.dependsOn.includes("zot-ci-external-secret"), patch.dependsOn.join(", "));
       assert.ok(es.dependsOn.includes("zot-ci-registry-check"), es.dependsOn.join(", "));
-      assert.ok(!es.dependsOn.includes("zot-ci-deployment-patch"));
+      assert.ok(!es.dependsOn.some((d) => d.startsWith("zot-ci-deployment-patch")));
       assert.ok(run.resources.indexOf(es) < run.resources.indexOf(patch), "registered first");
     }
   });
@@ -110,8 +124,9 @@ describe("indri: the explicit provider", () => {
   });
 
   it("every Kubernetes object is registered with that provider", () => {
+    // The ExternalSecret, the sync wait, the patch, and the read of the live Deployment.
     const objects = runA.resources.filter((r) => r.type.startsWith("kubernetes:"));
-    assert.equal(objects.length, 2);
+    assert.equal(objects.length, 4);
     for (const r of objects) assert.match(r.provider ?? "", /[$:]pulumi:providers:kubernetes::zot-ci-k8s::zot-ci-k8s-id$/, r.name);
   });
 

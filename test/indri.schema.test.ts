@@ -23,7 +23,8 @@ type Obj = Record<string, any>;
 /** The Kubernetes objects (not providers) the run registered, by kind. */
 function k8sObjects(run: StackRun): { es: Registered; patch: Registered; all: Registered[] } {
   assert.equal(run.error, undefined, String(run.error?.stack ?? run.error));
-  const all = run.resources.filter((r) => r.type.startsWith("kubernetes:"));
+  // Kubernetes objects the stack writes (not the read of the live Deployment).
+  const all = run.resources.filter((r) => r.type.startsWith("kubernetes:") && r.type !== "kubernetes:apps/v1:Deployment");
   const es = all.find((r) => r.type === "kubernetes:external-secrets.io/v1:ExternalSecret");
   const patch = all.find((r) => r.type === "kubernetes:apps/v1:DeploymentPatch");
   assert.ok(es && patch, `have ${all.map((r) => r.type).join(", ")}`);
@@ -55,9 +56,13 @@ before(async () => {
 });
 
 describe("indri: what the stack registers", () => {
-  it("registers exactly two Kubernetes objects (an ExternalSecret and a DeploymentPatch), both validated below", () => {
+  it("registers exactly three Kubernetes objects (an ExternalSecret, a SecretPatch that waits for the sync, a DeploymentPatch)", () => {
     const { all } = k8sObjects(run);
-    assert.deepEqual(all.map((r) => r.type).sort(), ["kubernetes:apps/v1:DeploymentPatch", "kubernetes:external-secrets.io/v1:ExternalSecret"]);
+    assert.deepEqual(all.map((r) => r.type).sort(), [
+      "kubernetes:apps/v1:DeploymentPatch",
+      "kubernetes:core/v1:SecretPatch",
+      "kubernetes:external-secrets.io/v1:ExternalSecret",
+    ]);
   });
 });
 
@@ -178,12 +183,16 @@ describe("indri: the ExternalSecret does what issue 4 asks", () => {
     assert.deepEqual(es.metadata.namespace, "forgejo-runner");
   });
 
-  it("refreshInterval defaults to 1h and follows the config", async () => {
-    assert.equal(es.spec.refreshInterval, "1h");
-    const noValue = await runStack("indri", { config: { "runner-secrets:kubernetes": { refreshInterval: undefined } } });
-    assert.equal(plainInputs(k8sObjects(noValue).es).spec.refreshInterval, "1h", "default when unset");
-    const r = await runStack("indri", { config: { "runner-secrets:kubernetes": { refreshInterval: "15m" } } });
-    assert.equal(plainInputs(k8sObjects(r).es).spec.refreshInterval, "15m");
+  it("syncs only when up changes it (refreshPolicy OnChange), never on a timer", () => {
+    assert.equal(es.spec.refreshPolicy, "OnChange");
+    assert.equal(es.spec.refreshInterval, undefined);
+  });
+
+  it("renders only the key up approved: any other key fails the template with a message saying so", () => {
+    for (const [k, v] of Object.entries(es.spec.target.template.data as Record<string, string>)) {
+      assert.throws(() => renderTemplate(v, { apiKey: "zak_someotherkey" }), /not the one pulumi up approved \(digest [0-9a-f]{16}\); run pulumi up/, k);
+      assert.doesNotThrow(() => renderTemplate(v, { apiKey: FAKE_KEY }), k);
+    }
   });
 
   it("is awaited until Ready, with the timeout from config (default 300s)", async () => {
@@ -213,7 +222,6 @@ describe("indri: the ExternalSecret does what issue 4 asks", () => {
       [envFileKey()]: `ZOT_CI_API_KEY='${FAKE_KEY}'\n`,
       "key-digest": run.outputs.keyDigest,
     });
-    assert.equal(rendered["key-digest"], es.metadata.annotations["runner-secrets/key-digest"]);
   });
 
   it("the dotenv entry parses (godotenv semantics) to exactly the key, even with $, #, \\ and \" in it", () => {
@@ -223,8 +231,11 @@ describe("indri: the ExternalSecret does what issue 4 asks", () => {
       "zak_" + "A1b2-C3d4_E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v",
       'zak_a$HOME${PATH}b#c d\\e"f`g',
     ];
+    // The body after the approved-key guard (tested above), rendered with each key.
+    const body = t.replace(/^\{\{ if ne .*?\{\{ end \}\}/, "");
+    assert.notEqual(body, t, "no guard found");
     for (const key of keys) {
-      const parsed = parseDotenv(renderTemplate(t, { apiKey: key }), { HOME: "/root", PATH: "/bin" });
+      const parsed = parseDotenv(renderTemplate(body, { apiKey: key }), { HOME: "/root", PATH: "/bin" });
       assert.deepEqual(parsed, { ZOT_CI_API_KEY: key }, key);
     }
     // The parser is not a rubber stamp: without the single quotes, $ would be expanded.
@@ -300,15 +311,18 @@ describe("indri: the DeploymentPatch sets only its own fields", () => {
     }
   });
 
-  it("goes to the configured container and uses the configured, stable field manager", async () => {
-    assert.equal(patch.metadata.annotations["pulumi.com/patchFieldManager"], "runner-secrets");
-    assert.equal(patch.metadata.annotations["pulumi.com/patchForce"], undefined, "never forces ArgoCD's fields");
+  it("goes to the configured container; the field manager is the configured prefix plus the patch's shape", async () => {
+    assert.match(patch.metadata.annotations["pulumi.com/patchFieldManager"], /^runner-secrets-[0-9a-f]{8}$/);
+    const name = k8sObjects(run).patch.name;
+    assert.ok(name.endsWith(patch.metadata.annotations["pulumi.com/patchFieldManager"].slice("runner-secrets-".length)), name);
+    // Forces only over the previous shape's manager: the fields are disjoint from ArgoCD's (above).
+    assert.equal(patch.metadata.annotations["pulumi.com/patchForce"], "true");
     const r = await runStack("indri", {
       config: { "runner-secrets:kubernetes": { container: "daemon", fieldManager: "zot-key-sync", deployment: "runner-x", namespace: "ci" } },
     });
     const { patch: p, es: e } = k8sObjects(r);
     const pi = plainInputs(p);
-    assert.equal(pi.metadata.annotations["pulumi.com/patchFieldManager"], "zot-key-sync");
+    assert.match(pi.metadata.annotations["pulumi.com/patchFieldManager"], /^zot-key-sync-[0-9a-f]{8}$/);
     assert.deepEqual(pi.spec.template.spec.containers.map((c: Obj) => c.name), ["daemon"]);
     assert.equal(pi.metadata.name, "runner-x");
     assert.equal(pi.metadata.namespace, "ci");

@@ -23,11 +23,13 @@ function assertKeyOnlyInSecrets(run: StackRun, key: string): string[] {
   return carriers;
 }
 
-const short = (names: string[]) => names.map((n) => n.replace(/^zot-ci-?/, "") || "component");
+const short = (names: string[]) => names.map((n) => n.replace(/^zot-ci-?/, "").replace(/^(deployment-patch)-[0-9a-f]{8}$/, "$1") || "component");
+/** The DeploymentPatch, whose name ends in its shape hash. */
+const patchOf = (run: StackRun) => run.resources.find((r) => r.name.startsWith("zot-ci-deployment-patch-"))!;
 
 test("indri: the component, its providers, the check, the ExternalSecret and the patch", async () => {
   const run = await ok("indri");
-  assert.deepEqual(short(run.resources.map((r) => r.name)).sort(), ["1password", "component", "deployment-patch", "external-secret", "k8s", "registry-check"]);
+  assert.deepEqual(short(run.resources.map((r) => r.name)).sort(), ["1password", "component", "deployment", "deployment-patch", "external-secret", "k8s", "registry-check", "secret-synced"]);
   const component = byName(run, "zot-ci");
   assert.equal(component.type, "runner-secrets:index:RunnerRegistryAuth");
   assert.deepEqual(run.outputs, {
@@ -83,11 +85,12 @@ test("ringtail: three remote commands with a pinned host key, run in order", asy
   assert.deepEqual(run.outputs.location, "ringtail:/etc/forgejo-runner/zot-api-key.env");
 });
 
-test("indri: the Deployment rolls only after the ExternalSecret, and both wait for the registry check", async () => {
+test("indri: the Deployment rolls only after the Secret holds the key, and all wait for the registry check", async () => {
   const run = await ok("indri");
   assert.ok(byName(run, "external-secret").dependsOn.includes("zot-ci-registry-check"));
-  assert.ok(byName(run, "deployment-patch").dependsOn.includes("zot-ci-external-secret"));
-  assert.ok(byName(run, "deployment-patch").dependsOn.includes("zot-ci-registry-check"));
+  assert.ok(byName(run, "secret-synced").dependsOn.includes("zot-ci-external-secret"));
+  assert.ok(patchOf(run).dependsOn.includes("zot-ci-secret-synced"));
+  assert.ok(patchOf(run).dependsOn.includes("zot-ci-registry-check"));
 });
 
 for (const stack of ["indri", "ringtail"]) {
@@ -123,20 +126,19 @@ function changes(a: StackRun, b: StackRun): Record<string, string[]> {
   return out;
 }
 
-test("indri rotation: only the re-sync annotation, the pod-template annotation and the check change", async () => {
+test("indri rotation: only the approved digest, the sync wait, the pod-template annotation and the check change", async () => {
   const a = await ok("indri", { key: FAKE_KEY });
   const b = await ok("indri", { key: NEW_KEY });
   assert.deepEqual(changes(a, b), {
     "zot-ci-registry-check": ["stdin", "triggers"],
-    "zot-ci-external-secret": ["metadata"],
-    "zot-ci-deployment-patch": ["spec"],
+    "zot-ci-external-secret": ["spec"],
+    "zot-ci-secret-synced": ["metadata"],
+    [patchOf(b).name]: ["spec"],
   });
-  const es = (r: StackRun) => byName(r, "external-secret").inputs as { metadata: { annotations: Record<string, string> } };
-  assert.equal(es(b).metadata.annotations["runner-secrets/key-digest"], keyDigest(NEW_KEY));
-  const { "runner-secrets/key-digest": _x, ...restA } = es(a).metadata.annotations;
-  const { "runner-secrets/key-digest": _y, ...restB } = es(b).metadata.annotations;
-  assert.deepEqual(restA, restB);
-  const tpl = (r: StackRun) => (byName(r, "deployment-patch").inputs as { spec: { template: { metadata: unknown; spec: unknown } } }).spec.template;
+  const es = (r: StackRun) => byName(r, "external-secret").inputs as { metadata: unknown; spec: { target: { template: { data: Record<string, string> } } } };
+  assert.deepEqual(es(a).metadata, es(b).metadata);
+  for (const t of Object.values(es(b).spec.target.template.data)) assert.ok(t.includes(`"${keyDigest(NEW_KEY)}"`), t);
+  const tpl = (r: StackRun) => (patchOf(r).inputs as { spec: { template: { metadata: unknown; spec: unknown } } }).spec.template;
   assert.deepEqual(tpl(a).spec, tpl(b).spec);
   assert.deepEqual(tpl(b).metadata, { annotations: { "runner-secrets/key-digest": keyDigest(NEW_KEY) } });
 });

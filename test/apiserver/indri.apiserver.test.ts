@@ -75,7 +75,7 @@ const digestOf = (template: Obj): string | undefined => template.metadata?.annot
 function objects(run: StackRun): { es: Obj; patch: Obj } {
   assert.equal(run.error, undefined, String(run.error));
   const es = revealed(run.resources.find((r) => r.name === "zot-ci-external-secret")!.inputs) as Obj;
-  const patch = revealed(run.resources.find((r) => r.name === "zot-ci-deployment-patch")!.inputs) as Obj;
+  const patch = revealed(run.resources.find((r) => r.name.startsWith("zot-ci-deployment-patch-"))!.inputs) as Obj;
   // Provider-internal: tells the provider which field manager to use, as the query parameter below.
   delete patch.metadata.annotations["pulumi.com/patchFieldManager"];
   if (Object.keys(patch.metadata.annotations).length === 0) delete patch.metadata.annotations;
@@ -91,7 +91,7 @@ describe("indri against a real kube-apiserver", () => {
   before(async () => {
     one = objects(await runStack("indri", { key: "zak_fake_apiserver_one" }));
     two = objects(await runStack("indri", { key: "zak_fake_apiserver_two" }));
-    manager = (revealed((await runStack("indri", {})).resources.find((r) => r.name === "zot-ci-deployment-patch")!.inputs) as Obj)
+    manager = (revealed((await runStack("indri", {})).resources.find((r) => r.name.startsWith("zot-ci-deployment-patch-"))!.inputs) as Obj)
       .metadata.annotations["pulumi.com/patchFieldManager"];
     api = await startApiServer(bin);
     const ns = await api.request("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });

@@ -297,6 +297,14 @@ export function fieldPaths(value: unknown, at = ""): string[] {
  * else throws, so a template this cannot mirror faithfully fails the test instead of passing by luck.
  */
 export function renderTemplate(text: string, data: Record<string, string>): string {
+  // The approved-key guard (components/kubernetes.ts approvedOnly): sprig's `fail` aborts the render.
+  const guard = /^\{\{ if ne \(\.(\w+) \| sha256sum \| trunc 16\) "([0-9a-f]{16})" \}\}\{\{ fail "([^"]*)" \}\}\{\{ end \}\}/.exec(text);
+  if (guard) {
+    const [all, name, digest, message] = guard;
+    if (!(name in data)) throw new Error(`template reads .${name}, which the ExternalSecret does not provide`);
+    if (createHash("sha256").update(data[name], "utf8").digest("hex").slice(0, 16) !== digest) throw new Error(message);
+    text = text.slice(all.length);
+  }
   return text.replace(/\{\{(.*?)\}\}/gs, (_, body: string) => {
     const stages = body.trim().split(/\s*\|\s*/);
     const first = /^\.([A-Za-z_][A-Za-z0-9_]*)$/.exec(stages[0]);

@@ -65,6 +65,7 @@ export interface Project {
   /** Every file under the backend directory, concatenated. */
   stateText(): string;
   outputs(): Promise<Record<string, { value: unknown; secret: boolean }>>;
+  /** The URN of the one resource of that name (a name ending in "-": of that prefix). */
   urn(nameSuffix: string): Promise<string>;
   remove(): Promise<void>;
 }
@@ -155,7 +156,9 @@ export async function newProject(stackName: "ringtail" | "indri", opts: { env?: 
     };
     try {
       const result = await op(onOutput);
-      return { result, output };
+      // Diagnostics the engine prints to stderr (warnings) are part of what an operator sees.
+      const stderr = (result as { stderr?: string }).stderr;
+      return { result, output: stderr ? `${output}\n${stderr}` : output };
     } catch (e) {
       const err = e as Error & { commandResult?: { stdout: string; stderr: string } };
       output += err.commandResult ? err.commandResult.stdout + err.commandResult.stderr : "";
@@ -204,7 +207,8 @@ export async function newProject(stackName: "ringtail" | "indri", opts: { env?: 
     async urn(nameSuffix) {
       const state = await stack.exportStack();
       const urns = ((state.deployment as { resources?: { urn: string }[] }).resources ?? []).map((r) => r.urn);
-      const hit = urns.filter((u) => u.endsWith(`::${nameSuffix}`));
+      // A name ending in "-" matches names with that prefix (e.g. a shape-hashed name).
+      const hit = urns.filter((u) => (nameSuffix.endsWith("-") ? u.split("::").pop()!.startsWith(nameSuffix) : u.endsWith(`::${nameSuffix}`)));
       if (hit.length !== 1) throw new Error(`no single resource named ${nameSuffix} in ${urns.join(", ")}`);
       return hit[0];
     },
