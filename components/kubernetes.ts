@@ -198,8 +198,15 @@ export class KubernetesTarget implements RunnerTarget {
       : pulumi.output("");
 
     // Applied only after the Secret holds the new key; the provider then waits for the rollout.
+    // Two patches, because the provider cannot diff lists against ArgoCD's (it compares them by
+    // position, and with ignoreChanges its update rewrites them from the live object):
+    //  - the lists (env, mount, volume): named and field-managed by their shape, never updated in
+    //    place: a new shape is a new patch, a re-created Deployment (new uid) a replacement;
+    //  - the pod-template digest annotation: a map, updated in place on every rotation.
     const shape = patchShape(cfg, ctx.envVar);
-    const patch = new k8s.apps.v1.DeploymentPatch(
+    const template = podTemplatePatch(cfg, ctx.envVar, ctx.key.digest);
+    const uidIgnored = this.clusterVisible ? [] : [`metadata.annotations["${uidKey}"]`];
+    const wiring = new k8s.apps.v1.DeploymentPatch(
       `${ctx.name}-deployment-patch-${shape}`,
       {
         metadata: {
@@ -214,28 +221,40 @@ export class KubernetesTarget implements RunnerTarget {
             [uidKey]: uid,
           },
         },
-        spec: { template: podTemplatePatch(cfg, ctx.envVar, ctx.key.digest) },
+        spec: { template: { spec: template.spec } },
       },
       {
         ...opts,
         dependsOn: [synced, externalSecret, ...ctx.gate],
-        // Compared by position against ArgoCD's lists they always differ; their content is in
-        // the resource name (shape) instead. The digest annotation is a map and diffs normally.
-        ignoreChanges: [
-          "spec.template.spec.containers",
-          "spec.template.spec.volumes",
-          ...(this.clusterVisible ? [] : [`metadata.annotations["${uidKey}"]`]),
-        ],
-        // `--replace` under the same field manager: the old one must let go first, or its delete
-        // would withdraw every field the new one just applied.
+        // Their content is in the name (shape); compared by position they always differ.
+        ignoreChanges: ["spec.template.spec.containers", "spec.template.spec.volumes", ...uidIgnored],
+        replaceOnChanges: [`metadata.annotations["${uidKey}"]`],
+        // `--replace` (or a new uid) under the same field manager: the old one must let go first,
+        // or its delete would withdraw every field the new one just applied.
         deleteBeforeReplace: true,
       },
     );
 
+    const rollout = new k8s.apps.v1.DeploymentPatch(
+      `${ctx.name}-rollout`,
+      {
+        metadata: {
+          name: cfg.deployment,
+          namespace: cfg.namespace,
+          // No patchFieldManager: the provider's own per-resource manager (kept in state, new on
+          // each replacement), so `--replace` applies before the old one lets go. A named one
+          // would also put a second, conflicting value on the Deployment's annotation.
+          annotations: { [uidKey]: uid },
+        },
+        spec: { template: { metadata: template.metadata } },
+      },
+      { ...opts, dependsOn: [wiring, synced, ...ctx.gate], ignoreChanges: uidIgnored },
+    );
+
     return {
       location: pulumi.output(`${cfg.namespace}/${cfg.secretName}`),
-      // Known only once the patch that rolls the runner onto the key is applied.
-      keyDigest: pulumi.all([patch.id, ctx.key.digest]).apply(([, digest]) => digest),
+      // Known only once the rollout onto the key has finished (the provider awaits it).
+      keyDigest: pulumi.all([rollout.id, ctx.key.digest]).apply(([, digest]) => digest),
     };
   }
 }

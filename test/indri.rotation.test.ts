@@ -53,16 +53,15 @@ describe("indri: rotation under mocks", () => {
       diffPaths(a[name], b[name]).map((p) => `${name.split("::")[1].replace(/-[0-9a-f]{8}$/, "-<shape>")}: ${p}`),
     );
     assert.deepEqual(changed.sort(), [
-      "zot-ci-deployment-patch-<shape>: inputs.spec.template.metadata.annotations.runner-secrets/key-digest",
       "zot-ci-external-secret: inputs.spec.target.template.data.ZOT_CI_API_KEY",
       "zot-ci-external-secret: inputs.spec.target.template.data.key-digest",
       "zot-ci-external-secret: inputs.spec.target.template.data.zot-ci.env",
+      "zot-ci-rollout: inputs.spec.template.metadata.annotations.runner-secrets/key-digest",
       "zot-ci-secret-synced: inputs.metadata.annotations.pulumi.com/waitFor",
       "zot-ci-secret-synced: inputs.metadata.annotations.runner-secrets/key-digest",
     ]);
     const es = b["kubernetes:external-secrets.io/v1:ExternalSecret::zot-ci-external-secret"].inputs;
-    const patchName = Object.keys(b).find((n) => n.startsWith("kubernetes:apps/v1:DeploymentPatch::zot-ci-deployment-patch-"))!;
-    const patch = b[patchName].inputs;
+    const patch = b["kubernetes:apps/v1:DeploymentPatch::zot-ci-rollout"].inputs;
     const synced = b["kubernetes:core/v1:SecretPatch::zot-ci-secret-synced"].inputs;
     // Digests, never the key.
     for (const t of Object.values(es.spec.target.template.data as Record<string, string>)) assert.ok(t.includes(`"${keyDigest(KEY_B)}"`), t);
@@ -73,7 +72,7 @@ describe("indri: rotation under mocks", () => {
     assert.equal(runB.outputs.keyDigest, keyDigest(KEY_B));
   });
 
-  it("in that order: the DeploymentPatch depends on the Secret's sync wait, which depends on the ExternalSecret; all on the registry check", () => {
+  it("in that order: the ExternalSecret, the Secret's sync wait, the wiring patch, the rollout; all after the registry check", () => {
     for (const run of [runA, runB]) {
       const es = run.resources.find((r) => r.name === "zot-ci-external-secret")!;
       const synced = run.resources.find((r) => r.name === "zot-ci-secret-synced")!;
@@ -82,6 +81,8 @@ describe("indri: rotation under mocks", () => {
       assert.ok(synced.dependsOn.includes("zot-ci-external-secret"), synced.dependsOn.join(", "));
       assert.ok(synced.dependsOn.includes("zot-ci-registry-check"), synced.dependsOn.join(", "));
       assert.ok(patch.dependsOn.includes("zot-ci-external-secret"), patch.dependsOn.join(", "));
+      const rollout = run.resources.find((r) => r.name === "zot-ci-rollout")!;
+      assert.ok(rollout.dependsOn.includes(patch.name) && rollout.dependsOn.includes("zot-ci-secret-synced"), rollout.dependsOn.join(", "));
       assert.ok(es.dependsOn.includes("zot-ci-registry-check"), es.dependsOn.join(", "));
       assert.ok(!es.dependsOn.some((d) => d.startsWith("zot-ci-deployment-patch")));
       assert.ok(run.resources.indexOf(es) < run.resources.indexOf(patch), "registered first");
@@ -124,9 +125,9 @@ describe("indri: the explicit provider", () => {
   });
 
   it("every Kubernetes object is registered with that provider", () => {
-    // The ExternalSecret, the sync wait, the patch, and the read of the live Deployment.
+    // The ExternalSecret, the sync wait, the two patches, and the read of the live Deployment.
     const objects = runA.resources.filter((r) => r.type.startsWith("kubernetes:"));
-    assert.equal(objects.length, 4);
+    assert.equal(objects.length, 5);
     for (const r of objects) assert.match(r.provider ?? "", /[$:]pulumi:providers:kubernetes::zot-ci-k8s::zot-ci-k8s-id$/, r.name);
   });
 

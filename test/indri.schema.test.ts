@@ -26,8 +26,14 @@ function k8sObjects(run: StackRun): { es: Registered; patch: Registered; all: Re
   // Kubernetes objects the stack writes (not the read of the live Deployment).
   const all = run.resources.filter((r) => r.type.startsWith("kubernetes:") && r.type !== "kubernetes:apps/v1:Deployment");
   const es = all.find((r) => r.type === "kubernetes:external-secrets.io/v1:ExternalSecret");
-  const patch = all.find((r) => r.type === "kubernetes:apps/v1:DeploymentPatch");
-  assert.ok(es && patch, `have ${all.map((r) => r.type).join(", ")}`);
+  // The Deployment is patched by two resources: the lists (named by their shape) and the digest
+  // annotation (updated on each rotation). Together they are "the patch" the tests below examine.
+  const wiring = all.find((r) => r.type === "kubernetes:apps/v1:DeploymentPatch" && /-deployment-patch-[0-9a-f]{8}$/.test(r.name));
+  const rollout = all.find((r) => r.type === "kubernetes:apps/v1:DeploymentPatch" && r.name.endsWith("-rollout"));
+  assert.ok(es && wiring && rollout, `have ${all.map((r) => `${r.type} ${r.name}`).join(", ")}`);
+  const w = wiring.inputs as Obj;
+  const template = { metadata: (rollout.inputs as Obj).spec.template.metadata, spec: w.spec.template.spec };
+  const patch = { ...wiring, inputs: { ...w, spec: { template } } } as Registered;
   return { es, patch, all };
 }
 
@@ -56,9 +62,10 @@ before(async () => {
 });
 
 describe("indri: what the stack registers", () => {
-  it("registers exactly three Kubernetes objects (an ExternalSecret, a SecretPatch that waits for the sync, a DeploymentPatch)", () => {
+  it("registers exactly four Kubernetes objects (an ExternalSecret, a SecretPatch that waits for the sync, two DeploymentPatches)", () => {
     const { all } = k8sObjects(run);
     assert.deepEqual(all.map((r) => r.type).sort(), [
+      "kubernetes:apps/v1:DeploymentPatch",
       "kubernetes:apps/v1:DeploymentPatch",
       "kubernetes:core/v1:SecretPatch",
       "kubernetes:external-secrets.io/v1:ExternalSecret",

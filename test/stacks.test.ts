@@ -29,7 +29,7 @@ const patchOf = (run: StackRun) => run.resources.find((r) => r.name.startsWith("
 
 test("indri: the component, its providers, the check, the ExternalSecret and the patch", async () => {
   const run = await ok("indri");
-  assert.deepEqual(short(run.resources.map((r) => r.name)).sort(), ["1password", "component", "deployment", "deployment-patch", "external-secret", "k8s", "registry-check", "secret-synced"]);
+  assert.deepEqual(short(run.resources.map((r) => r.name)).sort(), ["1password", "component", "deployment", "deployment-patch", "external-secret", "k8s", "registry-check", "rollout", "secret-synced"]);
   const component = byName(run, "zot-ci");
   assert.equal(component.type, "runner-secrets:index:RunnerRegistryAuth");
   assert.deepEqual(run.outputs, {
@@ -91,6 +91,7 @@ test("indri: the Deployment rolls only after the Secret holds the key, and all w
   assert.ok(byName(run, "secret-synced").dependsOn.includes("zot-ci-external-secret"));
   assert.ok(patchOf(run).dependsOn.includes("zot-ci-secret-synced"));
   assert.ok(patchOf(run).dependsOn.includes("zot-ci-registry-check"));
+  assert.ok(byName(run, "rollout").dependsOn.includes(patchOf(run).name));
 });
 
 for (const stack of ["indri", "ringtail"]) {
@@ -133,14 +134,13 @@ test("indri rotation: only the approved digest, the sync wait, the pod-template 
     "zot-ci-registry-check": ["stdin", "triggers"],
     "zot-ci-external-secret": ["spec"],
     "zot-ci-secret-synced": ["metadata"],
-    [patchOf(b).name]: ["spec"],
+    "zot-ci-rollout": ["spec"],
   });
   const es = (r: StackRun) => byName(r, "external-secret").inputs as { metadata: unknown; spec: { target: { template: { data: Record<string, string> } } } };
   assert.deepEqual(es(a).metadata, es(b).metadata);
   for (const t of Object.values(es(b).spec.target.template.data)) assert.ok(t.includes(`"${keyDigest(NEW_KEY)}"`), t);
-  const tpl = (r: StackRun) => (patchOf(r).inputs as { spec: { template: { metadata: unknown; spec: unknown } } }).spec.template;
-  assert.deepEqual(tpl(a).spec, tpl(b).spec);
-  assert.deepEqual(tpl(b).metadata, { annotations: { "runner-secrets/key-digest": keyDigest(NEW_KEY) } });
+  const tpl = (r: StackRun) => (byName(r, "rollout").inputs as { spec: { template: { metadata: unknown; spec: unknown } } }).spec.template;
+  assert.deepEqual(tpl(b), { metadata: { annotations: { "runner-secrets/key-digest": keyDigest(NEW_KEY) } } });
 });
 
 test("ringtail rotation: the writer updates in place, the restart re-runs, the rebuild does not", async () => {

@@ -54,6 +54,16 @@ function assertRunnerHas(r: Indri, key: string) {
   assert.equal(last.fileDigest, keyDigest(key), "the newest pod's env file is not the current key");
 }
 
+/** Our field managers own only what the patch adds: nothing of ArgoCD's (its env, volumes, image, dind). */
+function assertOnlyOurFields(d: Obj) {
+  const ours = (d.metadata.managedFields as Obj[]).filter((m) => m.manager.startsWith("runner-secrets"));
+  assert.ok(ours.length > 0, "no runner-secrets field manager on the Deployment");
+  const text = JSON.stringify(ours.map((m) => m.fieldsV1));
+  for (const theirs of ["DOCKER_HOST", "dind", "f:image", '"k:{\\"name\\":\\"config\\"}"', "f:replicas", "docker-certs"]) {
+    assert.ok(!text.includes(theirs), `a runner-secrets manager owns ArgoCD's ${theirs}: ${text}`);
+  }
+}
+
 async function firstUp(name: string): Promise<Indri> {
   const r = await indriProject(world, name);
   await upOk(r);
@@ -93,16 +103,31 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     try {
       const next = await world.rotate();
       const t0 = Date.now();
+      const mark = world.auditMark();
       const u = await upOk(r);
       const d = await rolledOut(r);
       assert.equal(templateDigest(d), keyDigest(next));
       const rolled = annotatedStarts(r).filter((s) => s.at >= t0);
       assert.ok(rolled.length > 0, "the rotation rolled no pod");
+      // The order on the API server: the approved digest, ESO's write of the Secret, the patch, the pod.
+      const events = world.api.auditEvents().slice(mark).filter((e) => !e.requestURI.includes("dryRun"));
+      const at = (what: string, pred: (e: (typeof events)[number]) => boolean) => {
+        const e = events.find(pred);
+        assert.ok(e, `no ${what} in the audit log`);
+        return Date.parse(e.at);
+      };
+      const ns = `/namespaces/${r.namespace}/`;
+      const esAt = at("ExternalSecret patch", (e) => e.user === "pulumi" && e.verb === "patch" && e.requestURI.includes(`${ns}externalsecrets/zot-ci-apikey`));
+      const secretAt = at("Secret write by ESO", (e) => e.user === "eso" && e.verb === "update" && e.requestURI.includes(`${ns}secrets/zot-ci-apikey`));
+      const depAt = at("Deployment patch", (e) => e.user === "pulumi" && e.verb === "patch" && e.requestURI.includes(`${ns}deployments/forgejo-runner`));
+      assert.ok(esAt < secretAt && secretAt < depAt && depAt <= rolled[0].at, `out of order: ${[esAt, secretAt, depAt, rolled[0].at]}`);
+      console.log(`rotation timeline (slow ESO): ExternalSecret +0 ms, Secret written by ESO +${secretAt - esAt} ms, Deployment patched +${depAt - esAt} ms, new pod +${rolled[0].at - esAt} ms`);
       for (const s of rolled) {
         assert.notEqual(s.envDigest, keyDigest(old), `a pod started with the old key: ${JSON.stringify(s)}`);
         assert.equal(s.templateDigest, keyDigest(next));
       }
       assertRunnerHas(r, next);
+      assertOnlyOurFields(d);
       assert.equal((await r.project.outputs()).keyDigest.value, keyDigest(next));
       assertNoLeak(r.project, next, u.output);
       assertNoLeak(r.project, old);
@@ -177,7 +202,7 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     await r.project.destroy();
   });
 
-  for (const resource of ["zot-ci-external-secret", "zot-ci-secret-synced", "zot-ci-deployment-patch"]) {
+  for (const resource of ["zot-ci-external-secret", "zot-ci-secret-synced", "zot-ci-deployment-patch", "zot-ci-rollout"]) {
     it(`pulumi up --replace ${resource}: the runner ends with the current key and the patch in place`, async () => {
       const r = await firstUp(`replace-${resource.replace("zot-ci-", "")}`);
       const urn = await r.project.urn(resource === "zot-ci-deployment-patch" ? "zot-ci-deployment-patch-" : resource);
@@ -221,6 +246,8 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     const d = await rolledOut(r);
     assert.equal(templateDigest(d), keyDigest(world.key));
     assert.ok(runner(d).env.some((e: Obj) => e.name === "ZOT_CI_API_KEY"));
+    assertOnlyOurFields(d);
+    assertRunnerHas(r, world.key);
     await r.project.destroy();
   });
 
