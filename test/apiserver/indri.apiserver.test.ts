@@ -1,13 +1,14 @@
 // indri against a REAL kube-apiserver (etcd + kube-apiserver v1.33, ESO v0.16.2 CRDs; see
 // setup.sh): the objects the stack registers are server-side applied as the provider applies them,
 // next to a Deployment created the way ArgoCD creates it. Proves: strict schema acceptance, no
-// conflict with ArgoCD's fields, an ArgoCD sync keeps the patch, rotation changes only the
-// annotation, and relinquishing the field manager (what destroy does) restores ArgoCD's object.
+// conflict with ArgoCD's fields, an ArgoCD sync keeps both patches, rotation changes only the
+// template guard and the rollout annotation, and relinquishing the field managers (what destroy
+// does) restores ArgoCD's object.
 //
 // With kube-controller-manager (setup.sh builds it) also: each digest rolls a new ReplicaSet, and
-// the Secret ESO would own is garbage-collected after the ExternalSecret is deleted. Not here:
-// ESO's controller (nothing syncs the Secret or sets Ready; the test writes the Secret ESO would
-// write), a scheduler and a kubelet (no pod runs). Skipped without the binaries.
+// the Secret ESO would own is garbage-collected after the ExternalSecret is deleted. Not here (the
+// e2e tier has them, test/e2e/indri.e2e.test.ts): ESO's controller (the test writes the Secret ESO
+// would write), the engine and provider, a kubelet.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
@@ -24,6 +25,8 @@ const NS = "forgejo-runner";
 const ES_PATH = `/apis/external-secrets.io/v1/namespaces/${NS}/externalsecrets`;
 const DEP_PATH = `/apis/apps/v1/namespaces/${NS}/deployments`;
 const ARGOCD = "argocd-controller";
+// The ExternalSecret is applied under the provider's own (random) field manager; any name stands for it.
+const ES_MANAGER = "pulumi-kubernetes-7d1e4b60";
 
 /** managedFields' fieldsV1 as the paths fieldPaths() produces. */
 function fieldsV1Paths(f: Obj, at = ""): string[] {
@@ -71,28 +74,52 @@ async function rolledTo(api: ApiServer, digest: string | undefined): Promise<Obj
 
 const digestOf = (template: Obj): string | undefined => template.metadata?.annotations?.["runner-secrets/key-digest"];
 
-/** The k8s objects of one mock run of the real program, as the provider would send them. */
-function objects(run: StackRun): { es: Obj; patch: Obj } {
+/** The k8s objects of one mock run of the real program, as the provider sends them. */
+type Objects = { es: Obj; synced: Obj; wiring: Obj; rollout: Obj; wiringManager: string };
+function objects(run: StackRun): Objects {
   assert.equal(run.error, undefined, String(run.error));
-  const es = revealed(run.resources.find((r) => r.name === "zot-ci-external-secret")!.inputs) as Obj;
-  const patch = revealed(run.resources.find((r) => r.name.startsWith("zot-ci-deployment-patch-"))!.inputs) as Obj;
-  // Provider-internal: tells the provider which field manager to use, as the query parameter below.
-  delete patch.metadata.annotations["pulumi.com/patchFieldManager"];
-  if (Object.keys(patch.metadata.annotations).length === 0) delete patch.metadata.annotations;
-  return { es, patch };
+  const inputs = (match: (name: string) => boolean) => revealed(run.resources.find((r) => match(r.name))!.inputs) as Obj;
+  const rollout = inputs((n) => n === "zot-ci-rollout");
+  // Under mocks the live Deployment has no uid, so the rollout's only annotation is absent.
+  if (Object.keys(rollout.metadata.annotations ?? {}).length === 0) delete rollout.metadata.annotations;
+  const wiring = inputs((n) => n.startsWith("zot-ci-deployment-patch-"));
+  return {
+    es: inputs((n) => n === "zot-ci-external-secret"),
+    synced: inputs((n) => n === "zot-ci-secret-synced"),
+    wiring,
+    rollout,
+    wiringManager: wiring.metadata.annotations["pulumi.com/patchFieldManager"],
+  };
 }
+
+// The rollout patch names no field manager: the provider makes up one per resource (random), any
+// name stands for it here.
+const ROLLOUT_MANAGER = "pulumi-kubernetes-0f3a9c2e";
+
+/** A Patch resource applied as the provider applies it: its own field manager, forced when it says so. */
+function applyPatchResource(api: ApiServer, at: string, patch: Obj, manager: string) {
+  return api.apply(at, patch, manager, { force: patch.metadata.annotations?.["pulumi.com/patchForce"] === "true" });
+}
+
+/** The fields a Patch resource's manager comes to own: everything it sends but the object's identity. */
+function ownedBy(patch: Obj): string[] {
+  const { name: _n, namespace: _ns, ...meta } = patch.metadata;
+  const sent: Obj = {};
+  if (Object.keys(meta).length) sent.metadata = meta;
+  if (patch.spec) sent.spec = patch.spec;
+  return fieldPaths(sent).sort();
+}
+
+const templateDigest = (o: Objects): string => o.rollout.spec.template.metadata.annotations["runner-secrets/key-digest"];
 
 describe("indri against a real kube-apiserver", () => {
   let api: ApiServer;
-  let one: { es: Obj; patch: Obj };
-  let two: { es: Obj; patch: Obj };
-  let manager: string;
+  let one: Objects;
+  let two: Objects;
 
   before(async () => {
     one = objects(await runStack("indri", { key: "zak_fake_apiserver_one" }));
     two = objects(await runStack("indri", { key: "zak_fake_apiserver_two" }));
-    manager = (revealed((await runStack("indri", {})).resources.find((r) => r.name.startsWith("zot-ci-deployment-patch-"))!.inputs) as Obj)
-      .metadata.annotations["pulumi.com/patchFieldManager"];
     api = await startApiServer(bin);
     const ns = await api.request("POST", "/api/v1/namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
     assert.equal(ns.status, 201, JSON.stringify(ns.body));
@@ -118,7 +145,7 @@ describe("indri against a real kube-apiserver", () => {
   });
 
   it("the ExternalSecret is accepted with strict field validation; stored as sent plus the CRD's defaults", async () => {
-    const r = await api.apply(`${ES_PATH}/${one.es.metadata.name}`, one.es, manager);
+    const r = await api.apply(`${ES_PATH}/${one.es.metadata.name}`, one.es, ES_MANAGER);
     assert.equal(r.status, 201, JSON.stringify(r.body));
     const stored = r.body as Obj;
     // Everything sent is there, unchanged (nothing pruned or rewritten).
@@ -158,7 +185,7 @@ describe("indri against a real kube-apiserver", () => {
     bad.metadata.name = "misspelt";
     bad.spec.data[0].remoteRef.propery = "credential";
     delete bad.spec.data[0].remoteRef.property;
-    const r = await api.apply(`${ES_PATH}/misspelt`, bad, manager);
+    const r = await api.apply(`${ES_PATH}/misspelt`, bad, ES_MANAGER);
     assert.ok(r.status >= 400, `status ${r.status}`);
     assert.match(r.body.message, /\.spec\.data\[0\]\.remoteRef\.propery: field not declared in schema/);
     // Why the provider must use server-side apply (it does: enableServerSideApply): a create
@@ -175,7 +202,7 @@ describe("indri against a real kube-apiserver", () => {
     bad.metadata.name = "bad-enum";
     bad.spec.target.creationPolicy = "Ownr";
     bad.spec.secretStoreRef.kind = "Secretstore";
-    const r = await api.apply(`${ES_PATH}/bad-enum`, bad, manager);
+    const r = await api.apply(`${ES_PATH}/bad-enum`, bad, ES_MANAGER);
     assert.equal(r.status, 422, JSON.stringify(r.body));
     assert.match(r.body.message, /spec\.target\.creationPolicy: Unsupported value: "Ownr"/);
     assert.match(r.body.message, /spec\.secretStoreRef\.kind: Unsupported value: "Secretstore"/);
@@ -186,18 +213,35 @@ describe("indri against a real kube-apiserver", () => {
     assert.equal(r.status, 201, JSON.stringify(r.body));
   });
 
-  it("the DeploymentPatch applies without force and without conflict; the server owns for it exactly the fields the patch sets", async () => {
-    const before = (await api.request("GET", `${DEP_PATH}/forgejo-runner`)).body as Obj;
-    const r = await api.apply(`${DEP_PATH}/forgejo-runner`, one.patch, manager);
+  it("the SecretPatch (up's wait for the synced key) claims only its annotations, next to the Secret's writer", async () => {
+    const at = `/api/v1/namespaces/${NS}/secrets/${one.synced.metadata.name}`;
+    const before = (await api.request("GET", at)).body as Obj;
+    const r = await applyPatchResource(api, at, one.synced, one.synced.metadata.annotations["pulumi.com/patchFieldManager"]);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const live = r.body as Obj;
-    assert.equal(live.metadata.generation, before.metadata.generation + 1, "a pod-template change: the pod rolls");
-    const mine = managedBy(live, manager);
-    assert.equal(mine.length, 1);
-    assert.equal(mine[0].operation, "Apply");
-    assert.deepEqual(fieldsV1Paths(mine[0].fieldsV1).sort(), fieldPaths({ spec: one.patch.spec }).sort());
+    assert.deepEqual(live.data, before.data, "the Secret's data stays the writer's");
+    assert.deepEqual(fieldsV1Paths(managedBy(live, one.synced.metadata.annotations["pulumi.com/patchFieldManager"])[0].fieldsV1).sort(), ownedBy(one.synced));
+    // What the provider's waitFor jsonpath compares: the digest ESO rendered from the approved key.
+    assert.equal(Buffer.from(live.data["key-digest"], "base64").toString(), templateDigest(one));
+  });
+
+  it("the two DeploymentPatches apply without conflict; the server owns for each exactly the fields it sets", async () => {
+    const at = `${DEP_PATH}/forgejo-runner`;
+    const before = (await api.request("GET", at)).body as Obj;
+    const w = await applyPatchResource(api, at, one.wiring, one.wiringManager);
+    assert.equal(w.status, 200, JSON.stringify(w.body));
+    const r = await applyPatchResource(api, at, one.rollout, ROLLOUT_MANAGER);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const live = r.body as Obj;
+    assert.equal(live.metadata.generation, before.metadata.generation + 2, "each changes the pod template");
+    for (const [manager, patch] of [[one.wiringManager, one.wiring], [ROLLOUT_MANAGER, one.rollout]] as const) {
+      const mine = managedBy(live, manager);
+      assert.equal(mine.length, 1, manager);
+      assert.equal(mine[0].operation, "Apply");
+      assert.deepEqual(fieldsV1Paths(mine[0].fieldsV1).sort(), ownedBy(patch), manager);
+    }
     // ArgoCD's fields are untouched, the merge is what the offline model predicts.
-    const expected = applyPatch(before, { spec: one.patch.spec }) as Obj;
+    const expected = applyPatch(applyPatch(before, { spec: one.wiring.spec }), { spec: one.rollout.spec }) as Obj;
     assert.deepEqual(live.spec, { ...expected.spec, template: { ...expected.spec.template } });
     assert.equal(live.spec.replicas, 1);
     assert.deepEqual(live.spec.template.spec.containers.map((c: Obj) => [c.name, c.image]), [
@@ -205,20 +249,18 @@ describe("indri against a real kube-apiserver", () => {
       ["dind", "docker:28-dind"],
     ]);
     assert.equal(live.spec.template.spec.volumes.find((v: Obj) => v.name === "zot-ci-env").secret.defaultMode, 0o400);
-    if (api.controllers) {
-      await rolledTo(api, one.patch.spec.template.metadata.annotations["runner-secrets/key-digest"]);
-    }
+    if (api.controllers) await rolledTo(api, templateDigest(one));
   });
 
-  it("a patch that touched an ArgoCD field would conflict (why it sets none and never forces)", async () => {
-    const greedy = structuredClone(one.patch);
+  it("a patch that touched an ArgoCD field would conflict unforced (why the forced wiring sets only its own list items)", async () => {
+    const greedy = structuredClone(one.wiring);
     greedy.spec.template.spec.containers[0].image = "example.invalid/other:1";
-    const r = await api.apply(`${DEP_PATH}/forgejo-runner`, greedy, manager);
+    const r = await api.apply(`${DEP_PATH}/forgejo-runner`, greedy, one.wiringManager);
     assert.equal(r.status, 409, JSON.stringify(r.body));
     assert.match(r.body.message, new RegExp(`conflict with "${ARGOCD}"`));
   });
 
-  it("an ArgoCD sync (client-side strategic merge, or server-side apply with force) keeps the patch's fields", async () => {
+  it("an ArgoCD sync (client-side strategic merge, or server-side apply with force) keeps both patches' fields", async () => {
     const smp = await api.request("PATCH", `${DEP_PATH}/forgejo-runner?fieldManager=${ARGOCD}`, baseDeployment(), "application/strategic-merge-patch+json");
     assert.equal(smp.status, 200, JSON.stringify(smp.body));
     const ssa = await api.apply(`${DEP_PATH}/forgejo-runner`, baseDeployment(), ARGOCD, { force: true });
@@ -227,63 +269,68 @@ describe("indri against a real kube-apiserver", () => {
     const runner = live.spec.template.spec.containers.find((c: Obj) => c.name === "runner");
     assert.ok(runner.env.some((e: Obj) => e.name === "ZOT_CI_API_KEY"));
     assert.ok(runner.volumeMounts.some((m: Obj) => m.name === "zot-ci-env"));
-    assert.equal(live.spec.template.metadata.annotations["runner-secrets/key-digest"], one.patch.spec.template.metadata.annotations["runner-secrets/key-digest"]);
-    assert.deepEqual(fieldsV1Paths(managedBy(live, manager)[0].fieldsV1).sort(), fieldPaths({ spec: one.patch.spec }).sort());
+    assert.equal(digestOf(live.spec.template), templateDigest(one));
+    assert.deepEqual(fieldsV1Paths(managedBy(live, one.wiringManager)[0].fieldsV1).sort(), ownedBy(one.wiring));
+    assert.deepEqual(fieldsV1Paths(managedBy(live, ROLLOUT_MANAGER)[0].fieldsV1).sort(), ownedBy(one.rollout));
   });
 
-  it("rotation: a new key changes only the two annotations (ExternalSecret generation unchanged, Deployment rolls); the same key is a no-op", async () => {
+  it("rotation: the ExternalSecret's template guard and the rollout's annotation change, nothing else; the same key is a no-op", async () => {
     const esBefore = (await api.request("GET", `${ES_PATH}/${one.es.metadata.name}`)).body as Obj;
-    const esAfter = (await api.apply(`${ES_PATH}/${two.es.metadata.name}`, two.es, manager)).body as Obj;
-    assert.notEqual(esAfter.metadata.annotations["runner-secrets/key-digest"], esBefore.metadata.annotations["runner-secrets/key-digest"]);
-    assert.deepEqual(esAfter.spec, esBefore.spec);
-    // Metadata-only: the CR's generation stays; ESO re-syncs because an annotation changed.
-    assert.equal(esAfter.metadata.generation, esBefore.metadata.generation);
+    const esAfter = (await api.apply(`${ES_PATH}/${two.es.metadata.name}`, two.es, ES_MANAGER)).body as Obj;
+    // A spec change: what makes ESO (refreshPolicy OnChange) sync again, with the new approved digest.
+    assert.equal(esAfter.metadata.generation, esBefore.metadata.generation + 1);
+    const withoutData = (o: Obj) => ({ ...o.spec, target: { ...o.spec.target, template: { ...o.spec.target.template, data: {} } } });
+    assert.deepEqual(withoutData(esAfter), withoutData(esBefore));
+    for (const v of Object.values(esAfter.spec.target.template.data as Record<string, string>)) assert.ok(v.includes(`"${templateDigest(two)}"`), v);
 
-    const depBefore = (await api.request("GET", `${DEP_PATH}/forgejo-runner`)).body as Obj;
-    const depAfter = (await api.apply(`${DEP_PATH}/forgejo-runner`, two.patch, manager)).body as Obj;
+    const at = `${DEP_PATH}/forgejo-runner`;
+    const depBefore = (await api.request("GET", at)).body as Obj;
+    // The wiring is unchanged by a rotation (same inputs: the engine sends nothing); only the rollout updates.
+    assert.deepEqual(two.wiring, one.wiring);
+    const depAfter = (await applyPatchResource(api, at, two.rollout, ROLLOUT_MANAGER)).body as Obj;
     assert.equal(depAfter.metadata.generation, depBefore.metadata.generation + 1);
-    const annotation = (o: Obj) => o.spec.template.metadata.annotations["runner-secrets/key-digest"];
-    assert.equal(annotation(depAfter), two.patch.spec.template.metadata.annotations["runner-secrets/key-digest"]);
+    assert.equal(digestOf(depAfter.spec.template), templateDigest(two));
     const strip = (o: Obj) => ({ ...o.spec, template: { ...o.spec.template, metadata: { ...o.spec.template.metadata, annotations: {} } } });
     assert.deepEqual(strip(depAfter), strip(depBefore));
 
-    const again = (await api.apply(`${DEP_PATH}/forgejo-runner`, two.patch, manager)).body as Obj;
+    const again = (await applyPatchResource(api, at, two.rollout, ROLLOUT_MANAGER)).body as Obj;
     // (resourceVersion may move: the Deployment controller writes status)
     assert.equal(again.metadata.generation, depAfter.metadata.generation, "same key: no new pod template");
     assert.deepEqual(again.spec, depAfter.spec);
-    const esAgain = (await api.apply(`${ES_PATH}/${two.es.metadata.name}`, two.es, manager)).body as Obj;
+    const esAgain = (await api.apply(`${ES_PATH}/${two.es.metadata.name}`, two.es, ES_MANAGER)).body as Obj;
     assert.equal(esAgain.metadata.resourceVersion, esAfter.metadata.resourceVersion);
   });
 
-  it("each digest rolls a new ReplicaSet (kube-controller-manager's Deployment controller)", async (t) => {
+  it("each digest rolls a new ReplicaSet (kube-controller-manager's Deployment controller)", async () => {
     assert.ok(api.controllers, "kube-controller-manager is not running");
-    const rs = await rolledTo(api, two.patch.spec.template.metadata.annotations["runner-secrets/key-digest"]);
+    const rs = await rolledTo(api, templateDigest(two));
     const runner = (rs.spec.template.spec.containers as Obj[]).find((c) => c.name === "runner")!;
     assert.deepEqual(runner.env.find((e: Obj) => e.name === "ZOT_CI_API_KEY").valueFrom.secretKeyRef, { name: "zot-ci-apikey", key: "ZOT_CI_API_KEY" });
     const list = (await api.request("GET", `/apis/apps/v1/namespaces/${NS}/replicasets`)).body as Obj;
-    const digests = (list.items as Obj[]).map((x) => digestOf(x.spec.template) ?? "none").sort();
-    const d1 = one.patch.spec.template.metadata.annotations["runner-secrets/key-digest"];
-    const d2 = two.patch.spec.template.metadata.annotations["runner-secrets/key-digest"];
-    assert.deepEqual(digests, [d1, d2, "none"].sort(), "ArgoCD's original, the first key, the rotated key");
+    const digests = new Set((list.items as Obj[]).map((x) => digestOf(x.spec.template) ?? "none"));
+    // ArgoCD's original (and the wiring before its first digest, if the controller saw it), the first key, the rotated key.
+    assert.deepEqual([...digests].sort(), [templateDigest(one), templateDigest(two), "none"].sort());
   });
 
-  it("destroy: relinquishing the field manager removes exactly the patch's fields; ArgoCD's Deployment is as before", async () => {
+  it("destroy: relinquishing both field managers removes exactly the patches' fields; ArgoCD's Deployment is as before", async () => {
     const created = baseDeployment() as Obj;
     // What the provider's delete of a Patch resource sends: the object's identity, nothing else.
-    const r = await api.apply(
-      `${DEP_PATH}/forgejo-runner`,
-      { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "forgejo-runner", namespace: NS } },
-      manager,
-    );
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    const live = r.body as Obj;
-    assert.equal(managedBy(live, manager).length, 0, "the manager owns nothing any more");
+    // The rollout goes first (it depends on the wiring).
+    const identity = { apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "forgejo-runner", namespace: NS } };
+    let live: Obj = {};
+    for (const manager of [ROLLOUT_MANAGER, one.wiringManager]) {
+      const r = await api.apply(`${DEP_PATH}/forgejo-runner`, identity, manager);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      live = r.body as Obj;
+      assert.equal(managedBy(live, manager).length, 0, `${manager} owns nothing any more`);
+    }
     const runner = live.spec.template.spec.containers.find((c: Obj) => c.name === "runner");
     assert.deepEqual(runner.env, created.spec.template.spec.containers[0].env);
     assert.deepEqual(runner.volumeMounts.map((m: Obj) => m.mountPath), ["/config", "/data", "/certs"]);
     assert.deepEqual(live.spec.template.spec.volumes.map((v: Obj) => v.name), ["config", "data", "docker-certs"]);
-    assert.equal(live.spec.template.metadata.annotations?.["runner-secrets/key-digest"], undefined);
-    // Then the ExternalSecret goes (the patch depends on it, so destroy deletes it second).
+    assert.equal(digestOf(live.spec.template), undefined);
+    for (const k of Object.keys(live.metadata.annotations ?? {})) assert.ok(!k.startsWith("pulumi.com/patch") && !k.startsWith("runner-secrets/"), k);
+    // Then the ExternalSecret goes (the patches depend on it, so destroy deletes it last).
     const del = await api.request("DELETE", `${ES_PATH}/${one.es.metadata.name}`);
     assert.equal(del.status, 200, JSON.stringify(del.body));
   });
