@@ -194,7 +194,8 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     } finally {
       world.connect.setField("blumeops", "zot-ci-apikey", "credential", approved);
     }
-    // Back to the approved key: the next up (a no-op for Pulumi) finds ESO recovered the Secret.
+    // Back to the approved key: ESO's retry (hurried with the annotation docs/indri.md gives) writes
+    // the Secret again, and the next up (a no-op for Pulumi) finds the runner on the approved key.
     await world.api.request("PATCH", `/apis/external-secrets.io/v1/namespaces/${r.namespace}/externalsecrets/zot-ci-apikey`, { metadata: { annotations: { "force-sync": String(Date.now()) } } }, "application/merge-patch+json");
     await upOk(r);
     await rolledOut(r);
