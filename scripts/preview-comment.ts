@@ -1,6 +1,6 @@
 // Posts the `pulumi preview` of one stack as a comment on a Forgejo pull request, and on the next
 // push edits that same comment instead of adding another. One comment per stack, found again by a
-// hidden marker (`<!-- runner-secrets-preview:<stack> -->`).
+// hidden marker (`<!-- runner-secrets-preview:<stack> -->`) and its author: the token's own user.
 //
 //   node --import tsx scripts/preview-comment.ts --stack indri --output-file preview.txt \
 //     --exit-code 0 [--pr 12] [--repo owner/name] [--api-url https://forge/api/v1] \
@@ -10,6 +10,7 @@
 //   FORGEJO_TOKEN (or GITHUB_TOKEN)  the job token; sent as `Authorization: token …`, never printed
 //   GITHUB_API_URL / GITHUB_SERVER_URL, GITHUB_REPOSITORY, GITHUB_EVENT_PATH  defaults for the flags
 //   RUNNER_SECRETS_REDACT            newline-separated values replaced by `[secret]` in the body
+//   RUNNER_SECRETS_REDACT_FILE       a file of more such values (the zot key, read in the job)
 //
 // Exit status: 0 comment created or updated, 1 API or input failure, 2 bad usage. The preview's own
 // failure is reported in the comment; the workflow fails the job afterwards.
@@ -33,8 +34,10 @@ export function marker(stack: string): string {
 
 /**
  * The forms of each value to take out: the value, and its base64 when it is long enough that the
- * base64 cannot match by chance. Values shorter than 4 characters are ignored: replacing them would
- * shred the output without protecting anything a 3-character secret could be.
+ * base64 cannot match by chance, at each of the three alignments it can have inside a longer
+ * encoded text (a Kubernetes Secret's `zot-ci.env` is `ZOT_CI_API_KEY='<key>'` in base64). Values
+ * shorter than 4 characters are ignored: replacing them would shred the output without protecting
+ * anything a 3-character secret could be.
  */
 export function redactionForms(values: string[]): string[] {
   const forms = new Set<string>();
@@ -43,9 +46,17 @@ export function redactionForms(values: string[]): string[] {
     if (v.length < 4) continue;
     forms.add(v);
     if (v.length >= 8) {
-      const b64 = Buffer.from(v, "utf8").toString("base64");
-      forms.add(b64);
-      forms.add(b64.replace(/=+$/, ""));
+      const bytes = Buffer.from(v, "utf8");
+      for (let offset = 0; offset < 3; offset++) {
+        const b64 = Buffer.concat([Buffer.alloc(offset), bytes]).toString("base64");
+        // Drop the characters that also encode the bytes before the value, and the last group,
+        // which depends on what follows it.
+        const lead = offset === 0 ? 0 : offset + 1;
+        const whole = Math.floor((offset + bytes.length) / 3) * 4;
+        const core = b64.slice(lead, whole);
+        if (core.length >= 8) forms.add(core);
+        if (offset === 0) forms.add(b64).add(b64.replace(/=+$/, ""));
+      }
     }
   }
   // Longest first, so a value containing another is replaced whole.
@@ -169,6 +180,8 @@ export class ApiError extends Error {}
 export interface Comment {
   id: number;
   body: string;
+  /** Login of the comment's author. */
+  author: string;
 }
 
 export interface ForgejoTarget {
@@ -237,10 +250,11 @@ export async function listComments(t: ForgejoTarget): Promise<Comment[]> {
     const data: unknown = await res.json();
     if (!Array.isArray(data)) throw new ApiError(`GET ${url} did not return a list of comments`);
     let fresh = 0;
-    for (const c of data as { id?: unknown; body?: unknown }[]) {
+    for (const c of data as { id?: unknown; body?: unknown; user?: { login?: unknown } }[]) {
       if (typeof c.id !== "number") continue;
       if (!seen.has(c.id)) fresh++;
-      seen.set(c.id, { id: c.id, body: typeof c.body === "string" ? c.body : "" });
+      const author = typeof c.user?.login === "string" ? c.user.login : "";
+      seen.set(c.id, { id: c.id, body: typeof c.body === "string" ? c.body : "", author });
     }
     const total = Number(res.headers.get("x-total-count"));
     if (data.length === 0 || fresh === 0) break;
@@ -249,22 +263,40 @@ export async function listComments(t: ForgejoTarget): Promise<Comment[]> {
   return [...seen.values()];
 }
 
+/** The login of the token's own user: only its comments are ever edited. */
+export async function tokenUser(t: ForgejoTarget): Promise<string> {
+  const url = `${t.apiUrl}/user`;
+  const data = (await (await call(t, "GET", url)).json()) as { login?: unknown };
+  if (typeof data.login !== "string" || data.login === "") throw new ApiError(`GET ${url} did not say which user the token belongs to`);
+  return data.login;
+}
+
 export interface UpsertResult {
   action: "created" | "updated";
   id: number;
+  /** Comments that carry the marker but were written by someone else: left alone. */
+  foreign: number;
 }
 
+/**
+ * Edits the oldest comment that carries the stack's marker and was written by the token's own
+ * user, or adds one. The marker alone proves nothing: anyone can post it, and a PATCH of their
+ * comment would fail (403) or edit a comment a reader takes for the preview.
+ */
 export async function upsertComment(t: ForgejoTarget, stack: string, body: string): Promise<UpsertResult> {
   const mark = marker(stack);
-  const mine = (await listComments(t)).filter((c) => c.body.includes(mark)).sort((a, b) => a.id - b.id);
+  const me = await tokenUser(t);
+  const marked = (await listComments(t)).filter((c) => c.body.includes(mark));
+  const mine = marked.filter((c) => c.author === me).sort((a, b) => a.id - b.id);
+  const foreign = marked.length - mine.length;
   if (mine.length > 0) {
     const id = mine[0].id;
     await call(t, "PATCH", `${repoPath(t)}/issues/comments/${id}`, { body });
-    return { action: "updated", id };
+    return { action: "updated", id, foreign };
   }
   const res = await call(t, "POST", `${repoPath(t)}/issues/${t.pr}/comments`, { body });
   const created = (await res.json()) as { id?: unknown };
-  return { action: "created", id: typeof created.id === "number" ? created.id : -1 };
+  return { action: "created", id: typeof created.id === "number" ? created.id : -1, foreign };
 }
 
 // ---------------------------------------------------------------- command line
@@ -345,6 +377,14 @@ export function parseInvocation(argv: string[], env: NodeJS.ProcessEnv): Invocat
   }
 
   const redactValues = (env.RUNNER_SECRETS_REDACT ?? "").split("\n").filter((v) => v !== "");
+  // A file for values the workflow must not put in its own environment (the zot key, read in the job).
+  if (env.RUNNER_SECRETS_REDACT_FILE) {
+    try {
+      redactValues.push(...fs.readFileSync(env.RUNNER_SECRETS_REDACT_FILE, "utf8").split("\n").filter((v) => v !== ""));
+    } catch (err) {
+      throw new ApiError(`cannot read RUNNER_SECRETS_REDACT_FILE: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
   return {
     target: { apiUrl, owner: m[1], repo: m[2], pr: Number(prText), token },
     body: {
@@ -393,6 +433,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
       `preview-comment: ${r.action} comment ${r.id} for stack ${inv.body.stack} on ` +
         `${inv.target.owner}/${inv.target.repo}#${inv.target.pr}\n`,
     );
+    if (r.foreign > 0) {
+      process.stdout.write(`preview-comment: left alone ${r.foreign} comment(s) carrying the marker but written by another user\n`);
+    }
     return 0;
   } catch (err) {
     const message = err instanceof ApiError ? err.message : `unexpected error: ${(err as Error).message}`;

@@ -18,6 +18,8 @@ const TOKEN = "job-token-7f3a9c";
 const OWNER = "eblume";
 const REPO = "runner-secrets";
 const PR = 7;
+/** The user the job token belongs to (what GET /api/v1/user answers). */
+const BOT = "forgejo-actions";
 
 interface Recorded {
   method: string;
@@ -94,6 +96,7 @@ class ForgejoStub {
     const edit = /^\/api\/v1\/repos\/([^/]+)\/([^/]+)\/issues\/comments\/(\d+)$/.exec(u.pathname);
     const repoOk = (m: RegExpExecArray) => m[1] === OWNER && m[2] === REPO;
 
+    if (u.pathname === "/api/v1/user" && req.method === "GET") return this.json(res, 200, { id: -2, login: BOT });
     if (list && repoOk(list) && req.method === "GET") {
       const all = this.onIssue(Number(list[3]));
       const page = Math.max(1, Number(u.searchParams.get("page") ?? "1"));
@@ -107,7 +110,7 @@ class ForgejoStub {
       );
     }
     if (list && repoOk(list) && req.method === "POST") {
-      const c = this.add(Number(list[3]), (JSON.parse(body) as { body: string }).body, "forgejo-actions");
+      const c = this.add(Number(list[3]), (JSON.parse(body) as { body: string }).body, BOT);
       return this.json(res, 201, { id: c.id, body: c.body });
     }
     if (edit && repoOk(edit) && req.method === "PATCH") {
@@ -258,17 +261,60 @@ describe("preview-comment against the Forgejo API stub", () => {
     assert.match(body, /<details open>/);
   });
 
+  it("edits only a marked comment written by the token's own user; a copied marker is left alone", async () => {
+    // Someone posts the marker first: editing theirs would fail (403) or spoof the preview.
+    const decoy = stub.add(PR, `${marker("indri")}\nall green, nothing to see`, "mallory");
+    const first = await run({ stack: "indri", output: PREVIEW_OK });
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /created comment/);
+    assert.match(first.stdout, /left alone 1 comment\(s\) carrying the marker but written by another user/);
+    const again = await run({ stack: "indri", output: PREVIEW_OK.replace("+ 3 to create", "~ 1 to update") });
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /updated comment/);
+    assert.equal(decoy.body, `${marker("indri")}\nall green, nothing to see`);
+    const ours = stub.onIssue(PR).filter((c) => c.user === BOT);
+    assert.equal(ours.length, 1);
+    assert.match(ours[0].body, /~ 1 to update/);
+    for (const r of stub.requests.filter((q) => q.method === "PATCH")) assert.ok(!r.url.endsWith(`/${decoy.id}`), "PATCHed the decoy");
+  });
+
+  it("fails with exit 1, posting nothing, when it cannot learn the token's user", async () => {
+    stub.fail = { match: /^GET \/api\/v1\/user$/, status: 500, message: "boom" };
+    const r = await run({ stack: "indri", output: PREVIEW_OK });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /GET .*\/api\/v1\/user returned HTTP 500: boom/);
+    assert.equal(stub.onIssue(PR).length, 0);
+  });
+
+  it("redacts the zot key read in the job (RUNNER_SECRETS_REDACT_FILE), as is and in base64 at any offset", async () => {
+    const key = "zak_0123456789abcdefRotated";
+    const keyFile = writeOutput("zot-key", `${key}\n`);
+    const secretData = (prefix: string) => Buffer.from(`${prefix}${key}'\n`).toString("base64");
+    const output = `${PREVIEW_OK}\nkey ${key}\nenv ${secretData("ZOT_CI_API_KEY='")}\nx ${secretData("A='")}\ny ${secretData("AB='")}\n`;
+    const r = await run({ stack: "indri", output, env: { RUNNER_SECRETS_REDACT_FILE: keyFile } });
+    assert.equal(r.code, 0, r.stderr);
+    const body = stub.onIssue(PR)[0].body;
+    assert.ok(!body.includes(key));
+    // Whatever is left of each base64 text must not decode to anything holding the key's middle.
+    for (const m of body.matchAll(/[A-Za-z0-9+/=]{12,}/g)) {
+      for (let cut = 0; cut < 4; cut++) assert.ok(!Buffer.from(m[0].slice(cut), "base64").toString("latin1").includes(key.slice(4, -4)), m[0]);
+    }
+    const missing = await run({ stack: "indri", output, env: { RUNNER_SECRETS_REDACT_FILE: path.join(tmp, "absent") } });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /cannot read RUNNER_SECRETS_REDACT_FILE: ENOENT/);
+  });
+
   it("finds its comment beyond the first page (server caps pages at 5)", async () => {
     stub.maxLimit = 5;
     for (let i = 0; i < 7; i++) stub.add(PR, `chatter ${i}`);
-    const mine = stub.add(PR, `${marker("indri")}\nold preview`);
+    const mine = stub.add(PR, `${marker("indri")}\nold preview`, BOT);
     for (let i = 0; i < 6; i++) stub.add(PR, `more chatter ${i}`);
     const r = await run({ stack: "indri", output: PREVIEW_OK });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`updated comment ${mine.id}`));
     assert.equal(stub.onIssue(PR).length, 14);
     assert.match(mine.body, /3 to create/);
-    const pages = stub.requests.filter((q) => q.method === "GET").map((q) => new URL(q.url, "http://x").searchParams.get("page"));
+    const pages = stub.requests.filter((q) => q.method === "GET" && q.url.includes("/comments")).map((q) => new URL(q.url, "http://x").searchParams.get("page"));
     assert.deepEqual(pages, ["1", "2", "3"]);
   });
 
@@ -276,11 +322,11 @@ describe("preview-comment against the Forgejo API stub", () => {
     stub.maxLimit = 5;
     stub.sendTotalCount = false;
     for (let i = 0; i < 10; i++) stub.add(PR, `chatter ${i}`);
-    const mine = stub.add(PR, `${marker("indri")}\nold`);
+    const mine = stub.add(PR, `${marker("indri")}\nold`, BOT);
     const r = await run({ stack: "indri", output: PREVIEW_OK });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`updated comment ${mine.id}`));
-    assert.equal(stub.requests.filter((q) => q.method === "GET").length, 4);
+    assert.equal(stub.requests.filter((q) => q.method === "GET" && q.url.includes("/comments")).length, 4);
   });
 
   it("truncates a huge output to the tail and stays under the size limit", async () => {
@@ -306,7 +352,7 @@ describe("preview-comment against the Forgejo API stub", () => {
   });
 
   it("fails with exit 1 when listing comments fails", async () => {
-    stub.fail = { match: /^GET /, status: 500, message: "internal error" };
+    stub.fail = { match: /^GET .*\/comments$/, status: 500, message: "internal error" };
     const r = await run({ stack: "indri", output: PREVIEW_OK });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /GET .*\/issues\/7\/comments\?page=1&limit=50 returned HTTP 500: internal error/);
