@@ -5,17 +5,27 @@
 //     --timeout-seconds 10 [--ca-file ca.pem]
 //
 // The key comes on stdin, never as an argument (arguments are visible in `ps` and shell history).
+// Inside a CI job, `--key-from-env ZOT_CI_API_KEY` reads it from that variable of the checker's own
+// environment instead (what the runner gives the job); the value is never printed, and an unset or
+// empty variable fails the check (exit 1) saying so.
 // Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
 
 import { parseArgs } from "node:util";
 import { checkRegistry, RegistryCheckError, type RegistryCheckOptions } from "../components/registryCheck";
 
 const USAGE =
-  "usage: check-registry --url URL --user NAME --probe-repository REPO --timeout-seconds N [--ca-file PEM] < key";
+  "usage: check-registry --url URL --user NAME --probe-repository REPO --timeout-seconds N [--ca-file PEM] " +
+  "(< key | --key-from-env VAR)";
 
 class UsageError extends Error {}
 
-export function parseCli(argv: string[]): RegistryCheckOptions {
+export interface Cli {
+  options: RegistryCheckOptions;
+  /** The environment variable holding the key; stdin when absent. */
+  keyFromEnv?: string;
+}
+
+export function parseCli(argv: string[]): Cli {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({
@@ -28,6 +38,7 @@ export function parseCli(argv: string[]): RegistryCheckOptions {
         "probe-repository": { type: "string" },
         "timeout-seconds": { type: "string" },
         "ca-file": { type: "string" },
+        "key-from-env": { type: "string" },
       },
     }));
   } catch (err) {
@@ -48,12 +59,13 @@ export function parseCli(argv: string[]): RegistryCheckOptions {
   }
   const caFile = values["ca-file"];
   if (caFile === "") throw new UsageError("--ca-file must not be empty");
+  const keyFromEnv = values["key-from-env"];
+  if (keyFromEnv !== undefined && (typeof keyFromEnv !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(keyFromEnv))) {
+    throw new UsageError(`--key-from-env must name an environment variable, got ${JSON.stringify(keyFromEnv)}`);
+  }
   return {
-    url,
-    user,
-    probeRepository,
-    timeoutSeconds,
-    ...(typeof caFile === "string" ? { caFile } : {}),
+    options: { url, user, probeRepository, timeoutSeconds, ...(typeof caFile === "string" ? { caFile } : {}) },
+    ...(typeof keyFromEnv === "string" ? { keyFromEnv } : {}),
   };
 }
 
@@ -65,9 +77,9 @@ async function readStdin(): Promise<string> {
 }
 
 async function main(): Promise<number> {
-  let opts: RegistryCheckOptions;
+  let cli: Cli;
   try {
-    opts = parseCli(process.argv.slice(2));
+    cli = parseCli(process.argv.slice(2));
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`check-registry: ${err.message}\n${USAGE}\n`);
@@ -75,11 +87,21 @@ async function main(): Promise<number> {
     }
     throw err;
   }
-  if (process.stdin.isTTY) {
-    process.stderr.write("check-registry: the key is read from stdin; pipe it in (e.g. from `op read`)\n");
-    return 2;
+  const opts = cli.options;
+  let key: string;
+  if (cli.keyFromEnv !== undefined) {
+    key = process.env[cli.keyFromEnv] ?? "";
+    if (key === "") {
+      process.stderr.write(`check-registry: ${cli.keyFromEnv} is not set (or empty) in this environment: the runner did not give this job the key\n`);
+      return 1;
+    }
+  } else {
+    if (process.stdin.isTTY) {
+      process.stderr.write("check-registry: the key is read from stdin; pipe it in (e.g. from `op read`)\n");
+      return 2;
+    }
+    key = await readStdin();
   }
-  const key = await readStdin();
   const started = process.hrtime.bigint();
   try {
     await checkRegistry(opts, key);

@@ -34,11 +34,12 @@ async function rejection(p: Promise<unknown>): Promise<RegistryCheckError> {
   assert.fail("expected the check to fail, but it passed");
 }
 
-function runCli(args: string[], stdin: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCli(args: string[], stdin: string, env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
       cwd: path.join(__dirname, ".."),
       stdio: ["pipe", "pipe", "pipe"],
+      ...(env ? { env: { PATH: process.env.PATH ?? "", ...env } } : {}),
     });
     let stdout = "";
     let stderr = "";
@@ -159,6 +160,49 @@ describe("checkRegistry against a registry with htpasswd auth", () => {
     assert.match(r.stderr, /check 1 \(login\).*HTTP 401/);
     assertNoSecret(r.stdout + r.stderr, wrong);
     assertNoSecret(r.stdout + r.stderr, key);
+  });
+});
+
+describe("check-registry --key-from-env (the job-side check) against the real registry", () => {
+  let reg: TestRegistry;
+  let key: string;
+  before(async () => {
+    key = randomKey();
+    reg = await startRegistry({ auth: { user: USER, key } });
+  });
+  after(async () => {
+    await reg?.stop();
+  });
+  const flags = () => ["--url", reg.url, "--user", USER, "--probe-repository", PROBE, "--timeout-seconds", "10", "--ca-file", reg.caFile];
+
+  it("reads the key from the named variable, ignores stdin, passes all three checks, prints no key", async () => {
+    const r = await runCli([...flags(), "--key-from-env", "ZOT_CI_API_KEY"], "not-the-key\n", { ZOT_CI_API_KEY: key });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^registry check passed: .*refuses anonymous push/);
+    assertNoSecret(r.stdout + r.stderr, key);
+  });
+
+  it("a stale key in the variable fails check 1 with the 401, no key printed", async () => {
+    const stale = randomKey();
+    const r = await runCli([...flags(), "--key-from-env", "ZOT_CI_API_KEY"], "", { ZOT_CI_API_KEY: stale });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /check 1 \(login\).*HTTP 401/);
+    assertNoSecret(r.stdout + r.stderr, stale);
+  });
+
+  it("an unset or empty variable fails (exit 1) naming it, without contacting the registry", async () => {
+    for (const env of [{}, { ZOT_CI_API_KEY: "" }] as Record<string, string>[]) {
+      const r = await runCli([...flags(), "--key-from-env", "ZOT_CI_API_KEY"], key, env);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /ZOT_CI_API_KEY is not set \(or empty\).*did not give this job the key/);
+      assertNoSecret(r.stdout + r.stderr, key);
+    }
+  });
+
+  it("a variable name that is not one is bad usage (exit 2)", async () => {
+    const r = await runCli([...flags(), "--key-from-env", "ZOT CI"], "", {});
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--key-from-env must name an environment variable/);
   });
 });
 
