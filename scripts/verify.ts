@@ -79,7 +79,12 @@ export async function verifyStack(stack: string): Promise<Report> {
     if (!f.loads) return { stack, verdict: "missing", seen, todo: `add EnvironmentFile=${n.envFile} to ${n.unit} in the flake, then nixos-rebuild switch` };
     if (f.daemon === "not running") return { stack, verdict: "missing", seen, todo: `start ${n.unit}` };
     if (f.daemon === "missing") return { stack, verdict: "missing", seen, todo: `restart ${n.unit} (it was started without the env file)` };
-    if (deployed !== now || !fileOk) return { stack, verdict: "stale", seen, todo: upTodo };
+    if (deployed !== now) return { stack, verdict: "stale", seen, todo: upTodo };
+    if (!fileOk) {
+      // The stack deployed the current key, so `up` sees no change: only a replacement re-writes it.
+      const todo = `the file was changed on the host: re-write it with pulumi up -s ${stack} --replace <URN of zot-ci-env-file> (pulumi stack -s ${stack} --show-urns)`;
+      return { stack, verdict: "stale", seen, todo };
+    }
     if (!daemonOk) return { stack, verdict: "stale", seen, todo: `restart ${n.unit}: the daemon still runs with another key` };
     return { stack, verdict: "current", seen, todo: "" };
   }

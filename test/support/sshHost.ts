@@ -55,6 +55,15 @@ export interface Standins {
   watchEnvFile(file: string | null): void;
   /** All calls so far, in call order. */
   calls(): StandinCall[];
+  /**
+   * Makes the systemctl stand-in keep a unit with these EnvironmentFile= paths (null: none): its
+   * restart then starts a main process with their variables, and `show` reports both.
+   */
+  defineUnit(envFiles: string[] | null): void;
+  /** A restart that reports success but leaves the old main process running. */
+  ignoreRestarts(on: boolean): void;
+  /** The unit's main process id, 0 when none runs. */
+  mainPid(): number;
   /** Forget recorded calls and clear all failures. */
   reset(): void;
 }
@@ -133,9 +142,31 @@ if [ -f "$d/${name}.exit" ]; then
   if [ -f "$d/${name}.out" ]; then cat "$d/${name}.out" >&2; fi
   exit "$(cat "$d/${name}.exit")"
 fi
-exit 0
+${name === "systemctl" ? SYSTEMD_UNIT : ""}exit 0
 `;
 }
+
+// With a unit defined (Standins.defineUnit), the systemctl stand-in also plays systemd's part for
+// it: \`restart\` starts a main process whose environment is what the unit's EnvironmentFile=
+// lines load (the files are sourced by sh, which reads NAME=value and NAME='value' as systemd
+// does), and \`show -p EnvironmentFiles|MainPID --value\` reports them as systemd formats them.
+const SYSTEMD_UNIT = `if [ -f "$d/unit-env-files" ]; then
+  case "$1" in
+  restart)
+    if [ -f "$d/unit-restart-ignored" ]; then exit 0; fi
+    if [ -f "$d/mainpid" ]; then kill "$(cat "$d/mainpid")" 2>/dev/null || true; fi
+    setsid sh -c 'set -a; while read -r f; do [ -f "$f" ] && . "$f"; done <"$1"; exec sleep 86400' sh "$d/unit-env-files" </dev/null >/dev/null 2>&1 &
+    echo "$!" >"$d/mainpid"
+    exit 0 ;;
+  show)
+    case "$3" in
+    EnvironmentFiles) while read -r f; do echo "$f (ignore_errors=no)"; done <"$d/unit-env-files" ;;
+    MainPID) pid="$(cat "$d/mainpid" 2>/dev/null || echo 0)"; if [ "$pid" -gt 0 ] && [ -d "/proc/$pid" ]; then echo "$pid"; else echo 0; fi ;;
+    esac
+    exit 0 ;;
+  esac
+fi
+`;
 
 function sudoers(): string {
   const all = Object.values(USERS).map((u) => u.name);
@@ -360,7 +391,26 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
             return { name: r.name, argv: r.argvHex.map((h) => Buffer.from(h, "hex").toString("utf8")), uid: r.uid, time: r.time, envFile: r.envFile ?? "" };
           });
       },
+      defineUnit(envFiles) {
+        const f = path.join(standinDir, "unit-env-files");
+        if (envFiles === null) fs.rmSync(f, { force: true });
+        else fs.writeFileSync(f, envFiles.map((x) => `${x}\n`).join(""), { mode: 0o644 });
+      },
+      ignoreRestarts(on) {
+        const f = path.join(standinDir, "unit-restart-ignored");
+        if (on) fs.writeFileSync(f, "", { mode: 0o644 });
+        else fs.rmSync(f, { force: true });
+      },
+      mainPid() {
+        const f = path.join(standinDir, "mainpid");
+        const pid = fs.existsSync(f) ? Number(fs.readFileSync(f, "utf8").trim()) : 0;
+        return pid > 0 && fs.existsSync(`/proc/${pid}`) ? pid : 0;
+      },
       reset() {
+        const pid = standins.mainPid();
+        if (pid) process.kill(pid, "SIGTERM");
+        standins.defineUnit(null);
+        standins.ignoreRestarts(false);
         fs.truncateSync(logFile, 0);
         for (const n of STANDIN_NAMES) {
           standins.setFailure(n, null);
@@ -393,6 +443,8 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
       async stop() {
         if (stopped) return;
         stopped = true;
+        const unitPid = standins.mainPid();
+        if (unitPid) process.kill(unitPid, "SIGTERM");
         // Per-connection sshd processes are the listener's children; ending
         // them (by pid) ends sessions that a test left open.
         for (const pid of childPids(daemon.pid!)) {
