@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 
 import { keyDigest } from "../../components/registryKey";
 import { indriProject, startIndriWorld, type Indri, type IndriWorld, type PodStart } from "./support/indriWorld";
-import { providersUnderTest } from "./support/realEngine";
+import { providersUnderTest, runVerify } from "./support/realEngine";
 import { assertNoLeak } from "./support/ringtailWorld";
 
 type Obj = Record<string, any>;
@@ -269,6 +269,33 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     assert.equal(templateDigest(d), undefined);
     for (let i = 0; i < 50 && (await secret(r)); i++) await sleep(200);
     assert.equal(await secret(r), undefined, "the Secret outlived its ExternalSecret");
+  });
+
+  it("verify: current after up; a pod on another digest and a key 1Password has that up did not deploy are stale", async () => {
+    const r = await firstUp("verify");
+    const approved = world.key;
+    let v = await runVerify(r.project, "indri");
+    assert.equal(v.code, 0, v.out);
+    assert.match(v.out, /^indri: CURRENT: 1Password ([0-9a-f]{16}), deployed \1; ExternalSecret Ready \(OnChange\), Secret ok, template ok, pods: \S+ ok\n$/);
+    // A running pod that carries another digest, as one left from an earlier template would.
+    const pods = ((await world.get(`/api/v1/namespaces/${r.namespace}/pods`))!.items as Obj[]).filter((p) => !p.metadata.deletionTimestamp);
+    const pod = pods[0].metadata.name;
+    await world.api.request("PATCH", `/api/v1/namespaces/${r.namespace}/pods/${pod}`, { metadata: { annotations: { "runner-secrets/key-digest": "00000000000000aa" } } }, "application/merge-patch+json");
+    v = await runVerify(r.project, "indri");
+    assert.equal(v.code, 1, v.out);
+    assert.match(v.out, new RegExp(`^indri: STALE: .*pods: .*${pod} 00000000000000aa.*To do: a pod did not roll`, "m"));
+    await world.api.request("DELETE", `/api/v1/namespaces/${r.namespace}/pods/${pod}`);
+    await rolledOut(r);
+    const rogue = world.changeInOnePassword();
+    try {
+      v = await runVerify(r.project, "indri");
+      assert.equal(v.code, 1, v.out);
+      assert.match(v.out, /^indri: STALE: 1Password ([0-9a-f]{16}), deployed (?!\1)[0-9a-f]{16}; .*To do: run pulumi up -s indri/m);
+      for (const k of [approved, rogue]) assert.ok(!v.out.includes(k) && !v.out.includes(Buffer.from(k).toString("base64")), "verify printed a key");
+    } finally {
+      world.connect.setField("blumeops", "zot-ci-apikey", "credential", approved);
+    }
+    await r.project.destroy();
   });
 
   it("a PR preview without cluster access (context missing) runs to the end and says what it could not see", async () => {

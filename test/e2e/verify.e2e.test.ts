@@ -5,13 +5,11 @@
 // old key, a unit without the EnvironmentFile line, a key changed in 1Password without `up`, and a
 // host that cannot be reached. The key is never in verify's output.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
-import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 
 import { envFileLine } from "../../components/registryKey";
-import { ROOT, providersUnderTest, type Project } from "./support/realEngine";
+import { providersUnderTest, runVerify as verify } from "./support/realEngine";
 import { freshKey, ringtailProject, startWorld, type Ringtail, type World } from "./support/ringtailWorld";
 
 let world: World;
@@ -21,22 +19,6 @@ before(async () => {
 after(async () => {
   await world?.stop();
 });
-
-/** Runs verify as an operator would, asynchronously: the Connect stand-in answers from this process. */
-function verify(project: Project, stack: string): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts/verify.ts"), "--stack", stack], {
-      cwd: project.dir,
-      env: { ...process.env, ...project.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, out }));
-  });
-}
 
 function assertNoKey(out: string, ...keys: string[]) {
   for (const k of keys) {

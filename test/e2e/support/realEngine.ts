@@ -6,7 +6,7 @@
 // Plugins come from PATH: RS_E2E_PROVIDERS (a directory of real provider binaries, when given)
 // first, then the e2e bin directory (`npm run -s e2e:bin`: the CLI, the kubernetes provider and the
 // stand-ins for the providers the Go module proxy does not serve).
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -217,6 +217,25 @@ export async function newProject(stackName: "ringtail" | "indri", opts: { env?: 
     },
   };
   return project;
+}
+
+/**
+ * `scripts/verify.ts --stack <stack>` run as an operator runs it, in the project directory with the
+ * project's backend and CLI. Asynchronous: the stand-ins it talks to answer from this process.
+ */
+export function runVerify(project: Project, stack: string): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts/verify.ts"), "--stack", stack], {
+      cwd: project.dir,
+      env: { ...process.env, ...project.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, out }));
+  });
 }
 
 /** Kills (SIGKILL) every pulumi process of this project: an `up` cut short as by a crash. */
