@@ -274,7 +274,9 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
   it("verify: current after up; a pod on another digest and a key 1Password has that up did not deploy are stale", async () => {
     const r = await firstUp("verify");
     const approved = world.key;
+    const t0 = Date.now();
     let v = await runVerify(r.project, "indri");
+    console.log(`verify wall time (indri, current): ${Date.now() - t0} ms`);
     assert.equal(v.code, 0, v.out);
     assert.match(v.out, /^indri: CURRENT: 1Password ([0-9a-f]{16}), deployed \1; ExternalSecret Ready \(OnChange\), Secret ok, template ok, pods: \S+ ok\n$/);
     // A running pod that carries another digest, as one left from an earlier template would.

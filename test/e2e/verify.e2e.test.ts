@@ -42,7 +42,9 @@ describe(`verify on ringtail, after the real engine's up (${providersUnderTest} 
   });
 
   it("current: file, unit and daemon hold the key 1Password holds and the stack deployed", async () => {
+    const t0 = Date.now();
     const v = await verify(r.project, "ringtail");
+    console.log(`verify wall time (ringtail, current): ${Date.now() - t0} ms`);
     assert.equal(v.code, 0, v.out);
     assert.match(v.out, /^ringtail: CURRENT: 1Password ([0-9a-f]{16}), deployed \1; file .* ok, unit .* loads it, daemon \(pid \d+\) ok\n$/);
     assertNoKey(v.out, world.key);
