@@ -13,7 +13,7 @@ import { Engine, type UpResult } from "../test/support/engine";
 import { freshKey, pathsFor, ringtailStack, startHost } from "../test/support/ringtailRig";
 
 const ROOT = path.resolve(__dirname, "..");
-const FILES = ["test/ringtail.ssh.test.ts", "test/ringtailFaults.ssh.test.ts"];
+const FILES = ["test/integration/ringtail.ssh.test.ts", "test/integration/ringtailFaults.ssh.test.ts"];
 
 function suiteOnce(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -2,7 +2,7 @@
 //   node --import tsx scripts/bench-unit-tests.ts [runs]
 import { spawnSync } from "node:child_process";
 
-const files = ["config", "registryKey", "remoteScript", "onePassword", "stacks"].map((f) => `test/${f}.test.ts`);
+const files = ["config", "registryKey", "remoteScript", "onePassword", "stacks"].map((f) => `test/unit/${f}.test.ts`);
 const runs = Number(process.argv[2] ?? 5);
 const times: number[] = [];
 for (let i = 0; i < runs; i++) {

@@ -1,7 +1,7 @@
 // ringtail on the real engine when things go wrong, and with other login shells and odd keys:
 // failing steps, a sudo that asks for a password, a wrong host key, the SSH agent, a file mode
 // change. (A connection cut in the middle of stdin needs control no real provider gives: that
-// stays in test/ringtailFaults.ssh.test.ts under test/support/engine.ts.)
+// stays in test/integration/ringtailFaults.ssh.test.ts under test/support/engine.ts.)
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";

@@ -1,7 +1,7 @@
 // A stand-in for the Pulumi engine plus the command provider's `remote.Command`, for the resources a
 // mock run of the real program (runStack) registered. The real engine is the judge now (test/e2e/,
 // with the real CLI); this model stays only where a fault needs control no real provider gives: the
-// writer's connection cut after N bytes of stdin (test/ringtailFaults.ssh.test.ts). It does not
+// writer's connection cut after N bytes of stdin (test/integration/ringtailFaults.ssh.test.ts). It does not
 // model resource options such as deleteBeforeReplace. What it plays, as far as those tests rely on it:
 //
 // Engine (pulumi/pkg/resource/deploy):

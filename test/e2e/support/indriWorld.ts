@@ -16,7 +16,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 import { keyDigest } from "../../../components/registryKey";
-import { requireBinaries, startApiServer, type ApiServer, type AuditEvent } from "../../apiserver/apiServer";
+import { requireBinaries, startApiServer, type ApiServer, type AuditEvent } from "../../support/apiServer";
 import { baseDeployment } from "../../support/k8sSchemas";
 import { startRegistry, type TestRegistry } from "../../support/registry";
 import { startConnect, type ConnectStandIn } from "./connect";

@@ -1,5 +1,5 @@
 // A real kube-apiserver (with etcd) on loopback for the indri tests: the binaries come from
-// test/apiserver/setup.sh, which the tests run themselves when the binaries are missing.
+// test/setup/apiserver.sh, which the tests run themselves when the binaries are missing.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as https from "node:https";
@@ -36,7 +36,7 @@ export function findBinaries(): Binaries | string {
     etcd ? undefined : "etcd (on PATH)",
     fs.existsSync(path.join(esoCrds, "external-secrets.io_externalsecrets.yaml")) ? undefined : `ESO CRDs (${esoCrds})`,
   ].filter(Boolean);
-  if (missing.length) return `no real API server here: missing ${missing.join(", ")}; run test/apiserver/setup.sh`;
+  if (missing.length) return `no real API server here: missing ${missing.join(", ")}; run test/setup/apiserver.sh`;
   const controllerManager = process.env.RS_KUBE_CONTROLLER_MANAGER ?? path.join(PREFIX, "kube-controller-manager");
   return { apiserver, etcd: etcd!, esoCrds, ...(fs.existsSync(controllerManager) ? { controllerManager } : {}) };
 }
@@ -45,11 +45,11 @@ export function findBinaries(): Binaries | string {
 export function requireBinaries(): Binaries {
   let found = findBinaries();
   if (typeof found === "string") {
-    execFileSync("bash", [path.join(__dirname, "setup.sh")], { stdio: ["ignore", "inherit", "inherit"] });
+    execFileSync("bash", [path.join(__dirname, "..", "setup", "apiserver.sh")], { stdio: ["ignore", "inherit", "inherit"] });
     found = findBinaries();
   }
   if (typeof found === "string") throw new Error(found);
-  if (!found.controllerManager) throw new Error("no kube-controller-manager; run test/apiserver/setup.sh");
+  if (!found.controllerManager) throw new Error("no kube-controller-manager; run test/setup/apiserver.sh");
   return found;
 }
 

@@ -6,7 +6,7 @@ import * as path from "node:path";
 import { test } from "node:test";
 import { parse as parseYaml } from "yaml";
 
-const ROOT = path.join(__dirname, "..");
+const ROOT = path.join(__dirname, "..", "..");
 const read = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
 
 test("mise, the e2e engine build and the PR preview pin the same Pulumi CLI", () => {

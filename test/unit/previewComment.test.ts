@@ -10,10 +10,10 @@ import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
-import { buildBody, keepTail, marker, redact, resourceSummary } from "../scripts/preview-comment";
-import { freePort } from "./support/registry";
+import { buildBody, keepTail, marker, redact, resourceSummary } from "../../scripts/preview-comment";
+import { freePort } from "../support/registry";
 
-const SCRIPT = path.join(__dirname, "..", "scripts", "preview-comment.ts");
+const SCRIPT = path.join(__dirname, "..", "..", "scripts", "preview-comment.ts");
 const TOKEN = "job-token-7f3a9c";
 const OWNER = "eblume";
 const REPO = "runner-secrets";

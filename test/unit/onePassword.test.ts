@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { GetItemResult } from "@1password/pulumi-onepassword";
-import { providerArgs, selectField } from "../components/onePassword";
+import { providerArgs, selectField } from "../../components/onePassword";
 
 const item = (over: Partial<GetItemResult> = {}): GetItemResult =>
   ({

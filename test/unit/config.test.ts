@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ConfigError, hostKeyProblem, parseConfig } from "../components/config";
-import { TEST_HOST_KEY } from "./support/mockStack";
+import { ConfigError, hostKeyProblem, parseConfig } from "../../components/config";
+import { TEST_HOST_KEY } from "../support/mockStack";
 
 const ns = (o: Record<string, unknown>) =>
   Object.fromEntries(Object.entries(o).map(([k, v]) => [`runner-secrets:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));

@@ -10,9 +10,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { startSshHost, type SshHost } from "./support/sshHost";
-import { runRemote, type RemoteConn } from "./support/sshRun";
-import { watchProcesses } from "./support/procWatch";
+import { startSshHost, type SshHost } from "../support/sshHost";
+import { runRemote, type RemoteConn } from "../support/sshRun";
+import { watchProcesses } from "../support/procWatch";
 
 let host: SshHost;
 const conn = (user: string): RemoteConn => host.conn(user);
@@ -20,7 +20,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 before(async () => {
   // Installs nothing when everything is present; CI runs it anyway from .ci/run.
-  execFileSync("bash", [path.join(__dirname, "setup", "ssh-host.sh")], { stdio: "inherit" });
+  execFileSync("bash", [path.join(__dirname, "..", "setup", "ssh-host.sh")], { stdio: "inherit" });
   host = await startSshHost();
 });
 after(async () => {

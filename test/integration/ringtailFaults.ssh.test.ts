@@ -10,13 +10,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { parseConfig } from "../components/config";
-import { envFileContent, writeScript } from "../components/nixos";
-import { Engine, summary } from "./support/engine";
-import { watchProcesses } from "./support/procWatch";
-import { runStack, stackConfig } from "./support/mockStack";
-import type { SshHost } from "./support/sshHost";
-import { runRemote, type RemoteConn } from "./support/sshRun";
+import { parseConfig } from "../../components/config";
+import { envFileContent, writeScript } from "../../components/nixos";
+import { Engine, summary } from "../support/engine";
+import { watchProcesses } from "../support/procWatch";
+import { runStack, stackConfig } from "../support/mockStack";
+import type { SshHost } from "../support/sshHost";
+import { runRemote, type RemoteConn } from "../support/sshRun";
 import {
   ENV_VAR,
   REBUILD,
@@ -35,7 +35,7 @@ import {
   up,
   watched,
   type Paths,
-} from "./support/ringtailRig";
+} from "../support/ringtailRig";
 
 let host: SshHost;
 before(async () => {

@@ -2,7 +2,7 @@
 // each naming its full config key.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { runStack } from "./support/mockStack";
+import { runStack } from "../support/mockStack";
 
 type Case = [key: string, value: unknown, message: RegExp];
 

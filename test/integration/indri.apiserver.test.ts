@@ -16,7 +16,7 @@ import * as path from "node:path";
 import { revealed, runStack, type StackRun } from "../support/mockStack";
 import { applyPatch, baseDeployment, fieldPaths, renderTemplate } from "../support/k8sSchemas";
 import { parseConfig } from "../../components/config";
-import { requireBinaries, startApiServer, type ApiServer } from "./apiServer";
+import { requireBinaries, startApiServer, type ApiServer } from "../support/apiServer";
 
 type Obj = Record<string, any>;
 

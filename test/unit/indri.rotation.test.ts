@@ -3,8 +3,8 @@
 // the explicit provider with the configured context (never the kubeconfig's current-context).
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { DEFAULT_KUBECONFIG, isSecretValue, revealed, runStack, type Registered, type StackRun } from "./support/mockStack";
-import { keyDigest } from "../components/registryKey";
+import { DEFAULT_KUBECONFIG, isSecretValue, revealed, runStack, type Registered, type StackRun } from "../support/mockStack";
+import { keyDigest } from "../../components/registryKey";
 
 type Obj = Record<string, any>;
 
@@ -119,7 +119,7 @@ describe("indri: the explicit provider", () => {
     assert.equal((revealed(providers[0].inputs) as Obj).context, "minikube");
   });
 
-  it("applies server-side (a misspelt field is then refused, not silently pruned: see test/apiserver)", () => {
+  it("applies server-side (a misspelt field is then refused, not silently pruned: see test/integration/indri.apiserver.test.ts)", () => {
     const p = runA.resources.find((r) => r.type === "pulumi:providers:kubernetes")!;
     assert.ok([true, "true"].includes((revealed(p.inputs) as Obj).enableServerSideApply));
   });

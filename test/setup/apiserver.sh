@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs a real (if minimal) API server for test/apiserver/*.test.ts: etcd from Debian,
+# Installs a real (if minimal) API server for test/integration/indri.apiserver.test.ts: etcd from Debian,
 # kube-apiserver and kube-controller-manager (garbage collector, Deployment and ReplicaSet
 # controllers) built from the k8s.io/kubernetes module via the Go module proxy, plus ESO's CRDs
 # from the external-secrets Go module (the same v0.16.2 the @kubernetes-models/external-secrets

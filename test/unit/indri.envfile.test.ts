@@ -5,8 +5,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
-import { FAKE_KEY, revealed, runStack } from "./support/mockStack";
-import { renderTemplate } from "./support/k8sSchemas";
+import { FAKE_KEY, revealed, runStack } from "../support/mockStack";
+import { renderTemplate } from "../support/k8sSchemas";
 
 type Obj = Record<string, any>;
 

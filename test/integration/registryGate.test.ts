@@ -3,8 +3,8 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, before, test } from "node:test";
-import { byName, revealed, ROOT, runStack } from "./support/mockStack";
-import { randomKey, startRegistry, type TestRegistry } from "./support/registry";
+import { byName, revealed, ROOT, runStack } from "../support/mockStack";
+import { randomKey, startRegistry, type TestRegistry } from "../support/registry";
 
 const GOOD = randomKey();
 let reg: TestRegistry;

@@ -8,9 +8,9 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse as parseYaml } from "yaml";
-import { randomKey, startRegistry, type TestRegistry } from "./support/registry";
+import { randomKey, startRegistry, type TestRegistry } from "../support/registry";
 
-const ROOT = path.join(__dirname, "..");
+const ROOT = path.join(__dirname, "..", "..");
 const WORKFLOW = path.join(ROOT, ".forgejo/workflows/registry-auth-check.yaml");
 
 interface Step {

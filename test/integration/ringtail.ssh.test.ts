@@ -4,11 +4,11 @@ import { after, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 
-import { envFileContent, writeScript } from "../components/nixos";
-import { parseSystemdEnvFile, systemdGeneratorParse } from "./support/envFile";
-import type { SshHost } from "./support/sshHost";
-import { runRemote } from "./support/sshRun";
-import { ENV_VAR, freshKey, mode, nixosConfig, owner, pathsFor, startHost, type Paths } from "./support/ringtailRig";
+import { envFileContent, writeScript } from "../../components/nixos";
+import { parseSystemdEnvFile, systemdGeneratorParse } from "../support/envFile";
+import type { SshHost } from "../support/sshHost";
+import { runRemote } from "../support/sshRun";
+import { ENV_VAR, freshKey, mode, nixosConfig, owner, pathsFor, startHost, type Paths } from "../support/ringtailRig";
 
 let host: SshHost;
 before(async () => {

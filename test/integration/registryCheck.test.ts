@@ -13,12 +13,12 @@ import {
   scrub,
   secretForms,
   type RegistryCheckOptions,
-} from "../components/registryCheck";
-import { freePort, randomKey, startRegistry, startSilentServer, type TestRegistry } from "./support/registry";
+} from "../../components/registryCheck";
+import { freePort, randomKey, startRegistry, startSilentServer, type TestRegistry } from "../support/registry";
 
 const USER = "zot-ci";
 const PROBE = "runner-secrets/probe";
-const CLI = path.join(__dirname, "..", "scripts", "check-registry.ts");
+const CLI = path.join(__dirname, "..", "..", "scripts", "check-registry.ts");
 
 function optionsFor(reg: TestRegistry, extra: Partial<RegistryCheckOptions> = {}): RegistryCheckOptions {
   return { url: reg.url, user: USER, probeRepository: PROBE, timeoutSeconds: 10, caFile: reg.caFile, ...extra };
@@ -37,7 +37,7 @@ async function rejection(p: Promise<unknown>): Promise<RegistryCheckError> {
 function runCli(args: string[], stdin: string, env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
-      cwd: path.join(__dirname, ".."),
+      cwd: path.join(__dirname, "..", ".."),
       stdio: ["pipe", "pipe", "pipe"],
       ...(env ? { env: { PATH: process.env.PATH ?? "", ...env } } : {}),
     });

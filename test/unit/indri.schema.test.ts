@@ -5,7 +5,7 @@
 // The objects come from the REAL program (index.ts) run under mocks with Pulumi.indri.yaml.
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { FAKE_KEY, isSecretValue, revealed, runStack, type Registered, type StackRun } from "./support/mockStack";
+import { FAKE_KEY, isSecretValue, revealed, runStack, type Registered, type StackRun } from "../support/mockStack";
 import {
   applyPatch,
   baseDeployment,
@@ -16,7 +16,7 @@ import {
   parseDotenv,
   renderTemplate,
   unknownFields,
-} from "./support/k8sSchemas";
+} from "../support/k8sSchemas";
 
 type Obj = Record<string, any>;
 
