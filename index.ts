@@ -1,6 +1,6 @@
 // runner-secrets: puts the zot registry key from 1Password on one Forgejo runner per stack.
 import * as pulumi from "@pulumi/pulumi";
-import { readStackConfig } from "./components/config";
+import { readStackConfig } from "./lib/config";
 import { KubernetesTarget } from "./components/kubernetes";
 import { NixosTarget } from "./components/nixos";
 import { RunnerRegistryAuth } from "./components/runnerRegistryAuth";

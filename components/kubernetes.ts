@@ -8,7 +8,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { parse as parseYaml } from "yaml";
-import type { KubernetesConfig } from "./config";
+import type { KubernetesConfig } from "../lib/config";
 import type { FieldRef } from "./onePassword";
 import type { RunnerTarget, TargetContext, TargetResult } from "./target";
 

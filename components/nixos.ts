@@ -4,9 +4,9 @@
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { remote } from "@pulumi/command";
-import type { NixosConfig } from "./config";
-import { envFileLine } from "./registryKey";
-import { shellCommand, stepHeader, sudoPreflight, sudoStep, word } from "./remoteScript";
+import type { NixosConfig } from "../lib/config";
+import { envFileLine } from "../lib/registryKey";
+import { shellCommand, stepHeader, sudoPreflight, sudoStep, word } from "../lib/remoteScript";
 import type { RunnerTarget, TargetContext, TargetResult } from "./target";
 
 /** Last line of the env file: the writer installs the file only when it arrived whole. */

@@ -2,9 +2,12 @@
 // rejects stops the update before any runner changes.
 import * as pulumi from "@pulumi/pulumi";
 import { local } from "@pulumi/command";
-import type { RegistryCheckConfig } from "./config";
-import type { RegistryKey } from "./registryKey";
-import { word } from "./remoteScript";
+import type { RegistryCheckConfig } from "../lib/config";
+import type { RegistryKey } from "../lib/registryKey";
+import { word } from "../lib/remoteScript";
+
+/** The checker CLI this gate runs, relative to the project directory (where Pulumi runs local commands). */
+export const CHECKER_CLI = "checker/cli.ts";
 
 /** The checker's command line (no key: it reads the key from stdin). */
 export function checkCommand(cfg: RegistryCheckConfig): string {
@@ -15,8 +18,7 @@ export function checkCommand(cfg: RegistryCheckConfig): string {
     ["--timeout-seconds", String(cfg.timeoutSeconds)],
     ...(cfg.caFile ? ([["--ca-file", cfg.caFile]] as [string, string][]) : []),
   ];
-  // Relative to the project directory, where Pulumi runs the program and local commands.
-  return ["node --import tsx scripts/check-registry.ts", ...flags.map(([f, v]) => `${f} ${word(v)}`)].join(" ");
+  return [`node --import tsx ${CHECKER_CLI}`, ...flags.map(([f, v]) => `${f} ${word(v)}`)].join(" ");
 }
 
 export function registryGate(name: string, cfg: RegistryCheckConfig, key: RegistryKey, parent: pulumi.Resource): pulumi.Resource[] {

@@ -1,7 +1,7 @@
 // The component both stacks instantiate: key from 1Password → registry check → the chosen target.
 import * as pulumi from "@pulumi/pulumi";
 import * as onepassword from "@1password/pulumi-onepassword";
-import type { OnePasswordConfig, RegistryCheckConfig } from "./config";
+import type { OnePasswordConfig, RegistryCheckConfig } from "../lib/config";
 import { FieldRef, providerArgs, readKey } from "./onePassword";
 import { registryGate } from "./registryGate";
 import type { RunnerTarget } from "./target";

@@ -1,7 +1,7 @@
 // The one small interface every kind of runner implements. A new kind is one new file.
 import * as pulumi from "@pulumi/pulumi";
 import type { FieldRef } from "./onePassword";
-import type { RegistryKey } from "./registryKey";
+import type { RegistryKey } from "../lib/registryKey";
 
 export interface TargetContext {
   /** The component's name; children are named `${name}-…`. */

@@ -6,7 +6,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 
-import { keyDigest } from "../../components/registryKey";
+import { keyDigest } from "../../lib/registryKey";
 import { indriProject, startIndriWorld, type Indri, type IndriWorld, type PodStart } from "./support/indriWorld";
 import { providersUnderTest, runVerify } from "./support/realEngine";
 import { assertNoLeak } from "./support/ringtailWorld";

@@ -9,7 +9,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, it } from "node:test";
 
-import { parseConfig } from "../../components/config";
+import { parseConfig } from "../../lib/config";
 import { newProject, ROOT } from "./support/realEngine";
 
 /** `pulumi config …` lines of the ```sh blocks of a markdown file (continuations joined). */

@@ -1,4 +1,4 @@
-// `mise run verify` (scripts/verify.ts) against the e2e tier's real hosts, after real `pulumi up`s:
+// `mise run verify` (tools/verify.ts) against the e2e tier's real hosts, after real `pulumi up`s:
 // ringtail is the real sshd host (fish login shell, sudo) whose systemctl stand-in plays systemd
 // for one unit (a main process started with the unit's EnvironmentFile= variables; see
 // test/support/sshHost.ts). Verdicts for the current key, a tampered file, a daemon that kept the
@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { after, before, describe, it } from "node:test";
 
-import { envFileLine } from "../../components/registryKey";
+import { envFileLine } from "../../lib/registryKey";
 import { providersUnderTest, runVerify as verify } from "./support/realEngine";
 import { freshKey, ringtailProject, startWorld, type Ringtail, type World } from "./support/ringtailWorld";
 

@@ -15,7 +15,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { revealed, runStack, type StackRun } from "../support/mockStack";
 import { applyPatch, baseDeployment, fieldPaths, renderTemplate } from "../support/k8sSchemas";
-import { parseConfig } from "../../components/config";
+import { parseConfig } from "../../lib/config";
 import { requireBinaries, startApiServer, type ApiServer } from "../support/apiServer";
 
 type Obj = Record<string, any>;

@@ -13,12 +13,13 @@ import {
   scrub,
   secretForms,
   type RegistryCheckOptions,
-} from "../../components/registryCheck";
+} from "../../checker/registryCheck";
+import { CHECKER_CLI } from "../../components/registryGate";
 import { freePort, randomKey, startRegistry, startSilentServer, type TestRegistry } from "../support/registry";
 
 const USER = "zot-ci";
 const PROBE = "runner-secrets/probe";
-const CLI = path.join(__dirname, "..", "..", "scripts", "check-registry.ts");
+const CLI = path.join(__dirname, "..", "..", CHECKER_CLI);
 
 function optionsFor(reg: TestRegistry, extra: Partial<RegistryCheckOptions> = {}): RegistryCheckOptions {
   return { url: reg.url, user: USER, probeRepository: PROBE, timeoutSeconds: 10, caFile: reg.caFile, ...extra };

@@ -10,7 +10,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { parseConfig } from "../../components/config";
+import { parseConfig } from "../../lib/config";
 import { envFileContent, writeScript } from "../../components/nixos";
 import { Engine, summary } from "../support/engine";
 import { watchProcesses } from "../support/procWatch";

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { Engine, type UpOptions, type UpResult } from "./engine";
-import { parseConfig } from "../../components/config";
+import { parseConfig } from "../../lib/config";
 import { runStack, stackConfig, type StackRun } from "./mockStack";
 import { watchProcesses } from "./procWatch";
 import { startSshHost, type SshHost } from "./sshHost";

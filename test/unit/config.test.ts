@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ConfigError, hostKeyProblem, parseConfig } from "../../components/config";
+import { ConfigError, hostKeyProblem, parseConfig } from "../../lib/config";
 import { TEST_HOST_KEY } from "../support/mockStack";
 
 const ns = (o: Record<string, unknown>) =>

@@ -1,5 +1,5 @@
 // indri: kubernetes.envFilePath values that used to be accepted and broke the runner (fixed in
-// components/config.ts, 56ac691). Its directory becomes the Secret volume's mount point and its
+// lib/config.ts, 56ac691). Its directory becomes the Secret volume's mount point and its
 // file name a key of the Secret (beside the plain key and "key-digest"). Each test states the
 // property that must hold, so it also holds for a fix made in kubernetes.ts instead of the config.
 import { describe, it } from "node:test";

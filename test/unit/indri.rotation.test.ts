@@ -4,7 +4,7 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { DEFAULT_KUBECONFIG, isSecretValue, revealed, runStack, type Registered, type StackRun } from "../support/mockStack";
-import { keyDigest } from "../../components/registryKey";
+import { keyDigest } from "../../lib/registryKey";
 
 type Obj = Record<string, any>;
 

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { envFileLine, keyDigest, unsafeKeyReason } from "../../components/registryKey";
+import { envFileLine, keyDigest, unsafeKeyReason } from "../../lib/registryKey";
 
 test("digest: 16 hex digits of SHA-256, stable, different per key, not the key", () => {
   const d = keyDigest("zak_abc");

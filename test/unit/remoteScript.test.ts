@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { shellCommand, sudoStep, UnsafeScriptError, word } from "../../components/remoteScript";
+import { shellCommand, sudoStep, UnsafeScriptError, word } from "../../lib/remoteScript";
 
 test("command text is /bin/sh -c with the script as one single-quoted word, its summary first", () => {
   const text = shellCommand("say hi to /tmp/x", 'echo "hi $USER"\necho two');

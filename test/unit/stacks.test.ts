@@ -1,7 +1,7 @@
 // Both committed stacks, run for real (index.ts) under Pulumi's mocks.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { keyDigest } from "../../components/registryKey";
+import { keyDigest } from "../../lib/registryKey";
 import { byName, FAKE_KEY, isSecretValue, plainParts, Registered, revealed, runStack, StackRun } from "../support/mockStack";
 
 const NEW_KEY = "zak_TESTONLYrotatedkey1111";

@@ -15,7 +15,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 
-import { keyDigest } from "../../../components/registryKey";
+import { keyDigest } from "../../../lib/registryKey";
 import { requireBinaries, startApiServer, type ApiServer, type AuditEvent } from "../../support/apiServer";
 import { baseDeployment } from "../../support/k8sSchemas";
 import { startRegistry, type TestRegistry } from "../../support/registry";

@@ -97,7 +97,7 @@ async function program(): Promise<Record<string, unknown>> {
 /**
  * A project directory of its own per test: Pulumi.yaml and the committed stack file are copied
  * (the engine writes stack config there), and the files the program's local commands use
- * (scripts/, components/, node_modules, package.json) are linked from the repo.
+ * (components/, lib/, checker/, tools/, node_modules, package.json) are linked from the repo.
  */
 export async function newProject(stackName: "ringtail" | "indri", opts: { env?: Record<string, string> } = {}): Promise<Project> {
   const bin = e2eBin();
@@ -108,7 +108,7 @@ export async function newProject(stackName: "ringtail" | "indri", opts: { env?: 
   for (const d of [dir, stateDir, home]) fs.mkdirSync(d, { recursive: true });
   fs.copyFileSync(path.join(ROOT, "Pulumi.yaml"), path.join(dir, "Pulumi.yaml"));
   fs.copyFileSync(path.join(ROOT, `Pulumi.${stackName}.yaml`), path.join(dir, `Pulumi.${stackName}.yaml`));
-  for (const link of ["index.ts", "scripts", "components", "node_modules", "package.json", "tsconfig.json"]) {
+  for (const link of ["index.ts", "components", "lib", "checker", "tools", "node_modules", "package.json", "tsconfig.json"]) {
     if (fs.existsSync(path.join(ROOT, link))) fs.symlinkSync(path.join(ROOT, link), path.join(dir, link));
   }
 
@@ -220,12 +220,12 @@ export async function newProject(stackName: "ringtail" | "indri", opts: { env?: 
 }
 
 /**
- * `scripts/verify.ts --stack <stack>` run as an operator runs it, in the project directory with the
+ * `tools/verify.ts --stack <stack>` run as an operator runs it, in the project directory with the
  * project's backend and CLI. Asynchronous: the stand-ins it talks to answer from this process.
  */
 export function runVerify(project: Project, stack: string): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts/verify.ts"), "--stack", stack], {
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "tools/verify.ts"), "--stack", stack], {
       cwd: project.dir,
       env: { ...process.env, ...project.env },
       stdio: ["ignore", "pipe", "pipe"],

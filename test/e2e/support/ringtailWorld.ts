@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { envFileContent } from "../../../components/nixos";
-import { keyDigest } from "../../../components/registryKey";
+import { keyDigest } from "../../../lib/registryKey";
 import { startRegistry, type TestRegistry } from "../../support/registry";
 import { startSshHost, type SshHost, type StandinCall } from "../../support/sshHost";
 import { startConnect, type ConnectStandIn } from "./connect";

@@ -3,7 +3,7 @@
 // holds and uses (ringtail over SSH, indri from the API server). One line per runner; exit 0 only
 // when every runner is current.
 //
-//   node --import tsx scripts/verify.ts [--stack NAME]...      (default: every Pulumi.<stack>.yaml)
+//   node --import tsx tools/verify.ts [--stack NAME]...      (default: every Pulumi.<stack>.yaml)
 //
 // Needs what `pulumi preview` needs (the pulumi CLI, the backend, the passphrase) plus SSH for
 // ringtail and the kube context for indri. Prints digests only, never a key.
@@ -11,8 +11,8 @@
 import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import { parseArgs } from "node:util";
-import { parseConfig, type StackConfig } from "../components/config";
-import { keyDigest } from "../components/registryKey";
+import { parseConfig, type StackConfig } from "../lib/config";
+import { keyDigest } from "../lib/registryKey";
 import { onePasswordKey } from "./verify/onePassword";
 import { probeIndri } from "./verify/indri";
 import { daemonDigestFor, fileDigestFor, probeRingtail } from "./verify/ringtail";

@@ -4,7 +4,7 @@
 //   (c) anonymous push is off  POST /v2/<probe>/blobs/uploads/ (no auth) → 401
 //
 // Only Node built-ins are used so the check runs the same from the Pulumi program, from the CLI
-// (scripts/check-registry.ts) and from tests, without extra dependencies.
+// (checker/cli.ts) and from tests, without extra dependencies.
 //
 // The key is a secret: no message built here contains it, nor the base64 form it takes inside a
 // Basic Authorization header. Every error text passes through `scrub` before it leaves this module,

@@ -1,7 +1,7 @@
 // Wall time of the ringtail-over-SSH tests, and of one up / rotation / no-op / destroy against the
 // real SSH test host (as root, after test/setup/ssh-host.sh).
 //
-//   node --import tsx scripts/bench-ringtail.ts [suiteRuns] [rounds]     (defaults 3 and 5)
+//   node --import tsx bench/ringtail.ts [suiteRuns] [rounds]     (defaults 3 and 5)
 //
 // suiteRuns: how often to run both test files (`node --test`, fresh processes, as npm test does);
 // rounds: how many up → rotate → no-op → destroy cycles to time in-process (0 skips either part).

@@ -1,13 +1,14 @@
 // Wall time of the registry check as an operator runs it: the CLI (a fresh Node + tsx each time)
 // against a local distribution registry with htpasswd auth and TLS.
 //
-//   node --import tsx scripts/bench-registry-check.ts [runs]     (default 10)
+//   node --import tsx bench/registryCheck.ts [runs]     (default 10)
 
 import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { randomKey, startRegistry } from "../test/support/registry";
+import { CHECKER_CLI } from "../components/registryGate";
 
-const CLI = path.join(__dirname, "check-registry.ts");
+const CLI = path.join(__dirname, "..", CHECKER_CLI);
 
 interface Run {
   /** Whole CLI process, spawn to exit. */

@@ -6,9 +6,9 @@ import { createHash } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import type { NixosConfig } from "../../components/config";
-import { envFileLine } from "../../components/registryKey";
-import { shellCommand, word } from "../../components/remoteScript";
+import type { NixosConfig } from "../../lib/config";
+import { envFileLine } from "../../lib/registryKey";
+import { shellCommand, word } from "../../lib/remoteScript";
 
 export interface RingtailFacts {
   /** Digest (16 hex) of the env file's value for envVar with its newline, "missing" when absent. */

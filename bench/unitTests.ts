@@ -1,5 +1,5 @@
 // Wall time of the unit suite (pure modules + both stacks under mocks), measured, never asserted.
-//   node --import tsx scripts/bench-unit-tests.ts [runs]
+//   node --import tsx bench/unitTests.ts [runs]
 import { spawnSync } from "node:child_process";
 
 const files = ["config", "registryKey", "remoteScript", "onePassword", "stacks"].map((f) => `test/unit/${f}.test.ts`);

@@ -6,7 +6,7 @@ import * as https from "node:https";
 import * as os from "node:os";
 import * as path from "node:path";
 import { parse as parseYaml } from "yaml";
-import type { KubernetesConfig } from "../../components/config";
+import type { KubernetesConfig } from "../../lib/config";
 
 type Json = Record<string, any>;
 

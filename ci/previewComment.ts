@@ -2,7 +2,7 @@
 // push edits that same comment instead of adding another. One comment per stack, found again by a
 // hidden marker (`<!-- runner-secrets-preview:<stack> -->`) and its author: the token's own user.
 //
-//   node --import tsx scripts/preview-comment.ts --stack indri --output-file preview.txt \
+//   node --import tsx ci/previewComment.ts --stack indri --output-file preview.txt \
 //     --exit-code 0 [--pr 12] [--repo owner/name] [--api-url https://forge/api/v1] \
 //     [--commit SHA] [--run-url URL]
 //

@@ -1,7 +1,7 @@
 // The key in 1Password now, read the way the stack's config says (Connect over HTTP, or the `op`
 // CLI for a service account or the desktop app). The caller keeps it in memory and compares digests.
 import { execFile } from "node:child_process";
-import type { OnePasswordConfig } from "../../components/config";
+import type { OnePasswordConfig } from "../../lib/config";
 
 type Json = Record<string, any>;
 

@@ -3,7 +3,7 @@
 // the same 1Password Connect stand-in and the same key: no-op and rotation, wall time and SSH
 // sessions (counted from sshd's own log), as ratios.
 //
-//   node --import tsx scripts/bench-vs-ansible.ts [rounds]        (default 5; as root)
+//   node --import tsx bench/vsAnsible.ts [rounds]        (default 5; as root)
 //
 // The play does what the stack does on the host, with Ansible's usual modules: read the key from
 // 1Password (Connect, on the control node), `copy` it 0600 root with `no_log`, then

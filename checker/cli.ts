@@ -1,6 +1,6 @@
-// Command-line front of components/registryCheck.ts.
+// Command-line front of checker/registryCheck.ts.
 //
-//   op read "op://blumeops/zot-ci-apikey/credential" | node --import tsx scripts/check-registry.ts \
+//   op read "op://blumeops/zot-ci-apikey/credential" | node --import tsx checker/cli.ts \
 //     --url https://registry.ops.eblu.me --user zot-ci --probe-repository runner-secrets/probe \
 //     --timeout-seconds 10 [--ca-file ca.pem]
 //
@@ -11,7 +11,7 @@
 // Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
 
 import { parseArgs } from "node:util";
-import { checkRegistry, RegistryCheckError, type RegistryCheckOptions } from "../components/registryCheck";
+import { checkRegistry, RegistryCheckError, type RegistryCheckOptions } from "./registryCheck";
 
 const USAGE =
   "usage: check-registry --url URL --user NAME --probe-repository REPO --timeout-seconds N [--ca-file PEM] " +
