@@ -1,4 +1,4 @@
-// ci/previewComment.ts against a stand-in for Forgejo's comment API: a real node:http server
+// ci/previewComment/main.ts against a stand-in for Forgejo's comment API: a real node:http server
 // on 127.0.0.1 that keeps comments in memory, pages like Forgejo (page/limit, a server-side cap,
 // X-Total-Count) and records every request. The script runs as a child process, as in CI.
 
@@ -10,10 +10,11 @@ import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
-import { buildBody, keepTail, marker, redact, resourceSummary } from "../../ci/previewComment";
+import { buildBody, keepTail, marker, resourceSummary } from "../../ci/previewComment/body";
+import { redact } from "../../lib/redact";
 import { freePort } from "../support/registry";
 
-const SCRIPT = path.join(__dirname, "..", "..", "ci", "previewComment.ts");
+const SCRIPT = path.join(__dirname, "..", "..", "ci", "previewComment", "main.ts");
 const TOKEN = "job-token-7f3a9c";
 const OWNER = "eblume";
 const REPO = "runner-secrets";
