@@ -14,6 +14,7 @@ import * as fs from "node:fs/promises";
 import * as http from "node:http";
 import * as https from "node:https";
 import * as tls from "node:tls";
+import { redact, redactionForms } from "../lib/redact";
 
 export interface RegistryCheckOptions {
   /** Base URL of the registry, e.g. `https://registry.ops.eblu.me` (no `/v2/`). */
@@ -461,27 +462,17 @@ function describeError(err: unknown): string {
 }
 
 /**
- * Every form in which the key could show up in a text: itself, and the base64 of `user:key` and of
- * the key alone (what an echoed Authorization header would contain), plus URL-encoding.
+ * Every form in which the key could show up in a text (lib/redact.ts): itself and the base64 of
+ * `user:key` (what an echoed Authorization header would contain), each also base64 at any offset
+ * and URL-encoded.
  */
 export function secretForms(user: string, key: string): string[] {
-  if (key === "") return [];
-  const forms = new Set<string>([
-    key,
-    Buffer.from(`${user}:${key}`, "utf8").toString("base64"),
-    Buffer.from(key, "utf8").toString("base64"),
-    encodeURIComponent(key),
-  ]);
-  // Base64 padding may be trimmed by whoever echoes it.
-  for (const f of [...forms]) forms.add(f.replace(/=+$/, ""));
-  return [...forms].filter((f) => f.length >= 4).sort((a, b) => b.length - a.length);
+  return key === "" ? [] : redactionForms([key, `${user}:${key}`]);
 }
 
 /** Replaces every form of the key in `text` with `[secret]`. */
 export function scrub(text: string, user: string, key: string): string {
-  let out = text;
-  for (const form of secretForms(user, key)) out = out.split(form).join("[secret]");
-  return out;
+  return key === "" ? text : redact(text, [key, `${user}:${key}`]);
 }
 
 function scrubError(err: unknown, user: string, key: string): RegistryCheckError {

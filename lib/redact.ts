@@ -1,9 +1,10 @@
-// Takes secret values out of text that leaves the job: each value, and its base64 at any offset.
+// The one redaction rule of the project: the registry checker's messages, the PR comment and the
+// e2e tier's leak checks all take out (or look for) the same forms of a secret.
 
 const REDACTED = "[secret]";
 
 /**
- * The forms of each value to take out: the value, and its base64 when it is long enough that the
+ * The forms of each value to take out: the value, its URL-encoding, and its base64 when it is long enough that the
  * base64 cannot match by chance, at each of the three alignments it can have inside a longer
  * encoded text (a Kubernetes Secret's `zot-ci.env` is `ZOT_CI_API_KEY='<key>'` in base64). Values
  * shorter than 4 characters are ignored: replacing them would shred the output without protecting
@@ -15,6 +16,7 @@ export function redactionForms(values: string[]): string[] {
     const v = raw.replace(/\r$/, "");
     if (v.length < 4) continue;
     forms.add(v);
+    forms.add(encodeURIComponent(v));
     if (v.length >= 8) {
       const bytes = Buffer.from(v, "utf8");
       for (let offset = 0; offset < 3; offset++) {

@@ -14,6 +14,7 @@ import { startRegistry, type TestRegistry } from "../../support/registry";
 import { startSshHost, type SshHost, type StandinCall } from "../../support/sshHost";
 import { startConnect, type ConnectStandIn } from "./connect";
 import { newProject, ROOT, type Project } from "./realEngine";
+import { redactionForms } from "../../../lib/redact";
 
 export const VAULT = "blumeops";
 export const ITEM = "zot-ci-apikey";
@@ -139,7 +140,7 @@ export function assertRestartedWith(calls: StandinCall[], file: string, key: str
 
 /** No plaintext key (nor its base64) in the state files, `stack export`, or the given outputs. */
 export function assertNoLeak(p: Project, key: string, ...texts: string[]): void {
-  const forms = [key, Buffer.from(key).toString("base64")];
+  const forms = redactionForms([key]);
   const where: [string, string][] = [
     ["state files", p.stateText()],
     ["pulumi stack export", p.exportText()],
