@@ -49,7 +49,8 @@ async function rounds(n: number): Promise<void> {
   try {
     const phases: Record<string, { ms: number[]; commands: number }> = {};
     const add = (name: string, x: { ms: number; commands: number }) => {
-      (phases[name] ??= { ms: [], commands: x.commands }).ms.push(x.ms);
+      phases[name] ??= { ms: [], commands: x.commands };
+      phases[name].ms.push(x.ms);
     };
     for (let i = 0; i < n; i++) {
       const p = pathsFor(host, `bench-${i}`);

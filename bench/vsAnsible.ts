@@ -127,7 +127,8 @@ async function main(): Promise<void> {
     await ansible();
     const results: Record<string, { ms: number[]; sessions: number[] }> = {};
     const add = (name: string, x: { ms: number; sessions: number }) => {
-      const e = (results[name] ??= { ms: [], sessions: [] });
+      results[name] ??= { ms: [], sessions: [] };
+      const e = results[name];
       e.ms.push(x.ms);
       e.sessions.push(x.sessions);
     };

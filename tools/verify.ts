@@ -14,8 +14,8 @@ import { parseArgs } from "node:util";
 import { parseConfig, type StackConfig } from "../lib/config";
 import { keyDigest } from "../lib/registryKey";
 import { onePasswordKey } from "./verify/onePassword";
-import { probeIndri } from "./verify/indri";
-import { daemonDigestFor, fileDigestFor, probeRingtail } from "./verify/ringtail";
+import { probeIndri, type IndriFacts } from "./verify/indri";
+import { daemonDigestFor, fileDigestFor, probeRingtail, type RingtailFacts } from "./verify/ringtail";
 
 export type Verdict = "current" | "stale" | "missing" | "unreachable";
 
@@ -66,7 +66,7 @@ export async function verifyStack(stack: string): Promise<Report> {
 
   if (cfg.target === "nixos") {
     const n = cfg.nixos!;
-    let f;
+    let f: RingtailFacts;
     try {
       f = await probeRingtail(n, cfg.envVar, cfg.secrets.sshPrivateKey);
     } catch (err) {
@@ -90,7 +90,7 @@ export async function verifyStack(stack: string): Promise<Report> {
   }
 
   const k = cfg.kubernetes!;
-  let f;
+  let f: IndriFacts;
   try {
     f = await probeIndri(k);
   } catch (err) {

@@ -146,7 +146,9 @@ function walk(checker: ts.TypeChecker, value: unknown, type: ts.Type, at: string
       return;
     }
     const elem = checker.getTypeArguments(t as ts.TypeReference)[0];
-    value.forEach((v, i) => walk(checker, v, elem, `${at}[${i}]`, problems));
+    value.forEach((v, i) => {
+      walk(checker, v, elem, `${at}[${i}]`, problems);
+    });
     return;
   }
   if (typeof value !== "object") return;

@@ -85,7 +85,7 @@ class ForgejoStub {
     res.end(JSON.stringify(data));
   }
 
-  private handle(req: http.IncomingMessage, res: http.ServerResponse, body: string): void {
+  private handle(req: http.IncomingMessage, res: http.ServerResponse, body: string) {
     const u = new URL(req.url ?? "/", "http://stub");
     this.requests.push({ method: req.method ?? "", url: req.url ?? "", authorization: req.headers.authorization, body });
     if (this.fail && this.fail.match.test(`${req.method} ${u.pathname}`)) {

@@ -123,7 +123,9 @@ export function serve(p: Provider): void {
     }),
     configure: wrap((req) => {
       const vars: Record<string, string> = {};
-      req.getVariablesMap().forEach((v: string, k: string) => (vars[k] = v));
+      req.getVariablesMap().forEach((v: string, k: string) => {
+        vars[k] = v;
+      });
       p.configure?.(fromStruct(req.getArgs()), vars);
       const r = new provproto.ConfigureResponse();
       r.setAcceptsecrets(true);
