@@ -43,8 +43,16 @@ async function main(): Promise<void> {
   const reg = await startRegistry({ auth: { user: "zot-ci", key } });
   try {
     const args = [
-      "--url", reg.url, "--user", "zot-ci", "--probe-repository", "runner-secrets/probe",
-      "--timeout-seconds", "10", "--ca-file", reg.caFile,
+      "--url",
+      reg.url,
+      "--user",
+      "zot-ci",
+      "--probe-repository",
+      "runner-secrets/probe",
+      "--timeout-seconds",
+      "10",
+      "--ca-file",
+      reg.caFile,
     ];
     const results: Run[] = [];
     for (let i = 0; i < runs; i++) results.push(await runOnce(args, key));

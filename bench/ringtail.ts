@@ -85,7 +85,9 @@ async function main(): Promise<void> {
       times.push(await suiteOnce());
       console.log(`suite run ${i + 1}/${suiteRuns}: ${fmt(times[i]!)}`);
     }
-    console.log(`suite (${FILES.join(" + ")}): median ${fmt(median(times))}, min ${fmt(Math.min(...times))}, max ${fmt(Math.max(...times))}`);
+    console.log(
+      `suite (${FILES.join(" + ")}): median ${fmt(median(times))}, min ${fmt(Math.min(...times))}, max ${fmt(Math.max(...times))}`,
+    );
   }
 }
 

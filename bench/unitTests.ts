@@ -16,4 +16,6 @@ for (let i = 0; i < runs; i++) {
 }
 times.sort((a, b) => a - b);
 const ms = (x: number) => `${Math.round(x)} ms`;
-console.log(`unit suite (${files.length} files), ${runs} runs: min ${ms(times[0])}, median ${ms(times[Math.floor(runs / 2)])}, max ${ms(times[runs - 1])}`);
+console.log(
+  `unit suite (${files.length} files), ${runs} runs: min ${ms(times[0])}, median ${ms(times[Math.floor(runs / 2)])}, max ${ms(times[runs - 1])}`,
+);

@@ -73,7 +73,9 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   // `op read` and `echo` end the key with one newline; that newline is not part of the key.
-  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+  return Buffer.concat(chunks)
+    .toString("utf8")
+    .replace(/\r?\n$/, "");
 }
 
 async function main(): Promise<number> {
@@ -92,7 +94,9 @@ async function main(): Promise<number> {
   if (cli.keyFromEnv !== undefined) {
     key = process.env[cli.keyFromEnv] ?? "";
     if (key === "") {
-      process.stderr.write(`check-registry: ${cli.keyFromEnv} is not set (or empty) in this environment: the runner did not give this job the key\n`);
+      process.stderr.write(
+        `check-registry: ${cli.keyFromEnv} is not set (or empty) in this environment: the runner did not give this job the key\n`,
+      );
       return 1;
     }
   } else {

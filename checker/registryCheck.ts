@@ -261,13 +261,7 @@ async function checkAnonymousRefused(s: Session, repository: string): Promise<vo
 }
 
 /** Deletes the upload a 202 opened, so the probe leaves no open upload on the registry. */
-async function cancelUpload(
-  s: Session,
-  step: RegistryCheckStep,
-  postUrl: URL,
-  started: Response,
-  authenticated: boolean,
-): Promise<void> {
+async function cancelUpload(s: Session, step: RegistryCheckStep, postUrl: URL, started: Response, authenticated: boolean): Promise<void> {
   const errStep: RegistryCheckStep = step === "push" ? "cancel" : step;
   const location = headerValue(started.headers.location);
   if (location === undefined || location === "") {
@@ -307,19 +301,11 @@ function uploadsUrl(s: Session, repository: string): URL {
 }
 
 /** One request, bounded by what is left of the overall time limit. */
-function send(
-  s: Session,
-  step: RegistryCheckStep,
-  method: string,
-  url: URL,
-  authenticated: boolean,
-): Promise<Response> {
+function send(s: Session, step: RegistryCheckStep, method: string, url: URL, authenticated: boolean): Promise<Response> {
   const shown = `${method} ${stripQuery(url)}`;
   const remaining = s.deadline - Date.now();
   if (remaining <= 0) {
-    return Promise.reject(
-      new RegistryCheckError(step, `registry check: ${shown} not sent: timed out after ${s.timeoutSeconds}s`),
-    );
+    return Promise.reject(new RegistryCheckError(step, `registry check: ${shown} not sent: timed out after ${s.timeoutSeconds}s`));
   }
   const headers: http.OutgoingHttpHeaders = {
     "user-agent": "runner-secrets-registry-check",

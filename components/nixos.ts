@@ -30,7 +30,10 @@ export function writeScript(cfg: NixosConfig, envVar: string): string {
   const dir = path.posix.dirname(cfg.envFile);
   const owner = `${cfg.owner}:${cfg.group}`;
   return shellCommand(
-    [`runner-secrets: write ${envVar} to ${cfg.envFile}`, `(${cfg.fileMode} ${owner}, from stdin via a temp file renamed into place, for ${cfg.unit})`],
+    [
+      `runner-secrets: write ${envVar} to ${cfg.envFile}`,
+      `(${cfg.fileMode} ${owner}, from stdin via a temp file renamed into place, for ${cfg.unit})`,
+    ],
     [
       "set -eu",
       sudoPreflight,
@@ -88,7 +91,9 @@ export function restartScript(cfg: NixosConfig): string {
 /** On destroy: removes the file (unless kept) and restarts the runner so no stale key lingers in it. */
 export function removeScript(cfg: NixosConfig): string {
   const summary = [
-    cfg.keepOnDestroy ? `runner-secrets: on delete, keep ${cfg.envFile} (nixos.keepOnDestroy)` : `runner-secrets: on delete, remove ${cfg.envFile}`,
+    cfg.keepOnDestroy
+      ? `runner-secrets: on delete, keep ${cfg.envFile} (nixos.keepOnDestroy)`
+      : `runner-secrets: on delete, remove ${cfg.envFile}`,
     `then restart ${cfg.unit}`,
   ];
   const remove = cfg.keepOnDestroy

@@ -44,17 +44,21 @@ export function selectField(item: GetItemResult, ref: FieldRef): string {
     const section = (item.sections ?? []).find((s) => s.label === ref.section);
     if (!section) {
       const labels = (item.sections ?? []).map((s) => `"${s.label}"`).join(", ") || "none";
-      throw new ItemFieldError(`1Password: no section "${ref.section}" in item "${ref.item}" (vault "${ref.vault}"); its sections: ${labels}`);
+      throw new ItemFieldError(
+        `1Password: no section "${ref.section}" in item "${ref.item}" (vault "${ref.vault}"); its sections: ${labels}`,
+      );
     }
     value = (section.fields ?? []).find((f) => f.label === ref.field)?.value;
   } else if (ref.field === "password" || ref.field === "credential") {
     value = item[ref.field];
   } else {
     const matches = (item.sections ?? []).flatMap((s) => (s.fields ?? []).filter((f) => f.label === ref.field));
-    if (matches.length > 1) throw new ItemFieldError(`1Password: ${where} is ambiguous (${matches.length} fields have that label); set onePassword.section`);
+    if (matches.length > 1)
+      throw new ItemFieldError(`1Password: ${where} is ambiguous (${matches.length} fields have that label); set onePassword.section`);
     value = matches[0]?.value;
   }
-  if (value === undefined) throw new ItemFieldError(`1Password: there is no ${where}; check runner-secrets:onePassword.field (and .section)`);
+  if (value === undefined)
+    throw new ItemFieldError(`1Password: there is no ${where}; check runner-secrets:onePassword.field (and .section)`);
   if (value === "") throw new ItemFieldError(`1Password: ${where} is empty; put the zot API key there`);
   const unsafe = unsafeKeyReason(value);
   if (unsafe) throw new ItemFieldError(`1Password: ${where} cannot be used: ${unsafe}; fix the value in 1Password`);
@@ -76,7 +80,9 @@ export function readKey(ref: FieldRef, opts: pulumi.InvokeOptions): KeyRead {
       // gRPC errors from the engine carry the provider's words in `details`.
       const e = err as { message?: string; details?: string };
       const cause = e?.details || e?.message || String(err);
-      throw new ItemFieldError(`1Password: could not read item "${ref.item}" in vault "${ref.vault}" (wanted ${describeRef(ref)}): ${cause}`);
+      throw new ItemFieldError(
+        `1Password: could not read item "${ref.item}" in vault "${ref.vault}" (wanted ${describeRef(ref)}): ${cause}`,
+      );
     }),
   );
   const key = registryKey(item.apply((i) => selectField(i, ref)));

@@ -37,19 +37,16 @@ const hostKeyTypes = [
   "sk-ecdsa-sha2-nistp256@openssh.com",
 ];
 
-const pattern = (re: RegExp, what: string) =>
-  z.string().regex(re, { message: `must be ${what}` });
+const pattern = (re: RegExp, what: string) => z.string().regex(re, { message: `must be ${what}` });
 
 const absPath = z
   .string()
   .regex(absPathRe, { message: "must be an absolute path of letters, digits and . _ + @ - (no spaces, quotes or shell characters)" })
   .refine((p) => !p.split("/").some((seg) => seg === "." || seg === ".."), { message: "must not contain . or .. segments" });
 const unixName = pattern(unixNameRe, "a Unix user or group name (lowercase letters, digits, _ and -)");
-const host = z
-  .string()
-  .refine((h) => (hostnameRe.test(h) && h.length <= 253) || ipv6Re.test(h), {
-    message: "must be a hostname or IP address (letters, digits, . and -)",
-  });
+const host = z.string().refine((h) => (hostnameRe.test(h) && h.length <= 253) || ipv6Re.test(h), {
+  message: "must be a hostname or IP address (letters, digits, . and -)",
+});
 const port = z.coerce.number({ message: "must be a port number" }).int().min(1).max(65535);
 const fileMode = pattern(modeRe, 'an octal file mode such as "0600"').transform((m) => m.padStart(4, "0"));
 const k8sLabel = pattern(dns1123LabelRe, "a DNS-1123 label (lowercase letters, digits and -, at most 63)").max(63);
@@ -60,7 +57,8 @@ const printable = (max = 256) => pattern(printableRe, "non-empty text without co
 // joins the host's halves), no user info, query or fragment.
 const httpUrlRe = new RegExp(`^https?://${hostLabel}(?:\\.${hostLabel})*(?::\\d{1,5})?(?:/[A-Za-z0-9._~/-]*)?$`);
 const httpUrl = z.string().regex(httpUrlRe, {
-  message: "must be an http(s) URL of the form https://host[:port][/path] (letters, digits, . _ ~ / -; no quotes, $, backticks, spaces or newlines)",
+  message:
+    "must be an http(s) URL of the form https://host[:port][/path] (letters, digits, . _ ~ / -; no quotes, $, backticks, spaces or newlines)",
 });
 
 const bool = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]);
@@ -89,16 +87,33 @@ export function hostKeyProblem(value: string): string | undefined {
 // The env file's directory becomes the Secret volume's mount point (hiding whatever the image has
 // there) and its name becomes a key of the Secret.
 const secretDataKeyRe = /^[-._a-zA-Z0-9]+$/;
-const reservedMountDirs = new Set(["/etc", "/run", "/var", "/var/run", "/run/secrets", "/var/run/secrets", "/tmp", "/home", "/root", "/opt", "/srv", "/data"]);
+const reservedMountDirs = new Set([
+  "/etc",
+  "/run",
+  "/var",
+  "/var/run",
+  "/run/secrets",
+  "/var/run/secrets",
+  "/tmp",
+  "/home",
+  "/root",
+  "/opt",
+  "/srv",
+  "/data",
+]);
 const systemTrees = new Set(["bin", "sbin", "lib", "lib64", "usr", "boot", "dev", "proc", "sys"]);
 
 function envFilePathProblems(p: string, ctx: z.RefinementCtx): void {
   const dir = p.slice(0, p.lastIndexOf("/")) || "/";
   const base = p.slice(p.lastIndexOf("/") + 1);
   if (dir === "/" || reservedMountDirs.has(dir) || systemTrees.has(dir.split("/")[1] ?? "")) {
-    ctx.addIssue({ code: "custom", message: `must be in a directory of its own, e.g. /run/secrets/zot-ci/zot-ci.env: ${dir} is mounted over and would hide the image's files there` });
+    ctx.addIssue({
+      code: "custom",
+      message: `must be in a directory of its own, e.g. /run/secrets/zot-ci/zot-ci.env: ${dir} is mounted over and would hide the image's files there`,
+    });
   }
-  if (!secretDataKeyRe.test(base)) ctx.addIssue({ code: "custom", message: "must end in a file name of letters, digits, . _ and - (it is also a key of the Secret)" });
+  if (!secretDataKeyRe.test(base))
+    ctx.addIssue({ code: "custom", message: "must end in a file name of letters, digits, . _ and - (it is also a key of the Secret)" });
   if (base === "key-digest") ctx.addIssue({ code: "custom", message: 'must not be named "key-digest" (a key the Secret already uses)' });
 }
 
@@ -126,7 +141,9 @@ const kubernetesSchema = z.strictObject({
   container: k8sLabel.default("runner"),
   secretStore: z
     .strictObject({
-      kind: z.enum(["SecretStore", "ClusterSecretStore"], { message: 'must be "SecretStore" or "ClusterSecretStore"' }).default("ClusterSecretStore"),
+      kind: z
+        .enum(["SecretStore", "ClusterSecretStore"], { message: 'must be "SecretStore" or "ClusterSecretStore"' })
+        .default("ClusterSecretStore"),
       name: k8sName.default("onepassword-blumeops"),
     })
     .prefault({}),
@@ -178,17 +195,16 @@ const registryCheckSchema = z.strictObject({
 /** Keys whose values are credentials: they must be set with `pulumi config set --secret`. */
 export const SECRET_KEYS = ["onePasswordToken", "sshPrivateKey"] as const;
 
-const stackSchema = z
-  .strictObject({
-    target: z.enum(["kubernetes", "nixos"], { message: 'must be "kubernetes" or "nixos"' }),
-    envVar: pattern(envNameRe, "an environment variable name (letters, digits and _, not starting with a digit)").default("ZOT_CI_API_KEY"),
-    onePassword: onePasswordSchema.prefault({}),
-    kubernetes: kubernetesSchema.optional(),
-    nixos: nixosSchema.optional(),
-    registryCheck: registryCheckSchema.prefault({}),
-    onePasswordToken: z.string().min(1).optional(),
-    sshPrivateKey: z.string().min(1).optional(),
-  });
+const stackSchema = z.strictObject({
+  target: z.enum(["kubernetes", "nixos"], { message: 'must be "kubernetes" or "nixos"' }),
+  envVar: pattern(envNameRe, "an environment variable name (letters, digits and _, not starting with a digit)").default("ZOT_CI_API_KEY"),
+  onePassword: onePasswordSchema.prefault({}),
+  kubernetes: kubernetesSchema.optional(),
+  nixos: nixosSchema.optional(),
+  registryCheck: registryCheckSchema.prefault({}),
+  onePasswordToken: z.string().min(1).optional(),
+  sshPrivateKey: z.string().min(1).optional(),
+});
 
 // Pulumi.yaml declares both target objects with default {}: empty means "not configured".
 const isSet = (v: unknown) => v !== undefined && !(typeof v === "object" && v !== null && Object.keys(v).length === 0);
@@ -215,14 +231,19 @@ function crossKeyProblems(input: Record<string, unknown>): string[] {
   const k8s = input.kubernetes as Record<string, unknown> | undefined;
   const envVar = typeof input.envVar === "string" ? input.envVar : "ZOT_CI_API_KEY";
   if (target === "kubernetes" && typeof k8s?.envFilePath === "string" && k8s.envFilePath.endsWith(`/${envVar}`)) {
-    problems.push(`${NAMESPACE}:kubernetes.envFilePath: must not be named like the env var ${envVar} (the Secret holds the plain key under that name)`);
+    problems.push(
+      `${NAMESPACE}:kubernetes.envFilePath: must not be named like the env var ${envVar} (the Secret holds the plain key under that name)`,
+    );
   }
   const op = (typeof input.onePassword === "object" && input.onePassword !== null ? input.onePassword : {}) as Record<string, unknown>;
   const mode = op.mode ?? "serviceAccount";
   const opKey = `${NAMESPACE}:onePassword`;
-  if (mode === "connect" && op.connectUrl === undefined) problems.push(`${opKey}.connectUrl: is required when onePassword.mode is "connect"`);
+  if (mode === "connect" && op.connectUrl === undefined)
+    problems.push(`${opKey}.connectUrl: is required when onePassword.mode is "connect"`);
   if (mode !== "connect" && op.connectUrl !== undefined) {
-    problems.push(`${opKey}.connectUrl: is only used when onePassword.mode is "connect" (1Password Connect cannot be mixed with the other modes)`);
+    problems.push(
+      `${opKey}.connectUrl: is only used when onePassword.mode is "connect" (1Password Connect cannot be mixed with the other modes)`,
+    );
   }
   if (mode === "desktop" && op.account === undefined) problems.push(`${opKey}.account: is required when onePassword.mode is "desktop"`);
   if (mode !== "desktop" && op.account !== undefined) problems.push(`${opKey}.account: is only used when onePassword.mode is "desktop"`);
@@ -280,7 +301,8 @@ export function parseConfig(raw: Record<string, string>, secretKeys: readonly st
       continue;
     }
     if ((SECRET_KEYS as readonly string[]).includes(key)) {
-      if (!secretKeys.includes(fullKey)) problems.push(`${fullKey}: holds a credential and must be set with \`pulumi config set --secret\``);
+      if (!secretKeys.includes(fullKey))
+        problems.push(`${fullKey}: holds a credential and must be set with \`pulumi config set --secret\``);
       input[key] = value;
     } else if (objectKeys.has(key)) {
       try {
@@ -312,9 +334,7 @@ export function parseConfig(raw: Record<string, string>, secretKeys: readonly st
 function describeIssue(issue: z.core.$ZodIssue, input: Record<string, unknown>): string {
   const path = issue.path.map(String);
   if (issue.code === "unrecognized_keys") {
-    return issue.keys
-      .map((k) => `${fullKeyOf([...path, k])}: unknown key`)
-      .join("\n  - ");
+    return issue.keys.map((k) => `${fullKeyOf([...path, k])}: unknown key`).join("\n  - ");
   }
   const key = fullKeyOf(path);
   const isSecret = (SECRET_KEYS as readonly string[]).includes(path[0] ?? "");

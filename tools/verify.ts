@@ -30,17 +30,28 @@ export interface Report {
 
 function pulumi(args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>
-    execFile("pulumi", [...args, "--non-interactive"], { encoding: "utf8", maxBuffer: 16 << 20, timeout: 120_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`pulumi ${args.slice(0, 2).join(" ")}: ${stderr.trim().split("\n").pop() || err.message}`));
-      else resolve(stdout);
-    }),
+    execFile(
+      "pulumi",
+      [...args, "--non-interactive"],
+      { encoding: "utf8", maxBuffer: 16 << 20, timeout: 120_000 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`pulumi ${args.slice(0, 2).join(" ")}: ${stderr.trim().split("\n").pop() || err.message}`));
+        else resolve(stdout);
+      },
+    ),
   );
 }
 
 async function stackConfig(stack: string): Promise<StackConfig> {
-  const all = JSON.parse(await pulumi(["config", "--json", "--show-secrets", "--stack", stack])) as Record<string, { value?: string; secret?: boolean }>;
+  const all = JSON.parse(await pulumi(["config", "--json", "--show-secrets", "--stack", stack])) as Record<
+    string,
+    { value?: string; secret?: boolean }
+  >;
   const raw = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, String(v.value ?? "")]));
-  return parseConfig(raw, Object.keys(all).filter((k) => all[k].secret));
+  return parseConfig(
+    raw,
+    Object.keys(all).filter((k) => all[k].secret),
+  );
 }
 
 async function deployedDigest(stack: string): Promise<string | undefined> {
@@ -70,13 +81,24 @@ export async function verifyStack(stack: string): Promise<Report> {
     try {
       f = await probeRingtail(n, cfg.envVar, cfg.secrets.sshPrivateKey);
     } catch (err) {
-      return { stack, verdict: "unreachable", seen: `${head}; ${(err as Error).message}`, todo: "check SSH to the host (address, port, host key, login)" };
+      return {
+        stack,
+        verdict: "unreachable",
+        seen: `${head}; ${(err as Error).message}`,
+        todo: "check SSH to the host (address, port, host key, login)",
+      };
     }
     const fileOk = f.file === fileDigestFor(cfg.envVar, key);
     const daemonOk = f.daemon === daemonDigestFor(key);
     const seen = `${head}; file ${n.envFile} ${f.file === "missing" ? "missing" : mark(fileOk)}, unit ${n.unit} ${f.loads ? "loads it" : "does NOT load it"}, daemon${f.pid ? ` (pid ${f.pid})` : ""} ${["missing", "not running"].includes(f.daemon) ? f.daemon : mark(daemonOk)}`;
     if (f.file === "missing") return { stack, verdict: "missing", seen, todo: upTodo };
-    if (!f.loads) return { stack, verdict: "missing", seen, todo: `add EnvironmentFile=${n.envFile} to ${n.unit} in the flake, then nixos-rebuild switch` };
+    if (!f.loads)
+      return {
+        stack,
+        verdict: "missing",
+        seen,
+        todo: `add EnvironmentFile=${n.envFile} to ${n.unit} in the flake, then nixos-rebuild switch`,
+      };
     if (f.daemon === "not running") return { stack, verdict: "missing", seen, todo: `start ${n.unit}` };
     if (f.daemon === "missing") return { stack, verdict: "missing", seen, todo: `restart ${n.unit} (it was started without the env file)` };
     if (deployed !== now) return { stack, verdict: "stale", seen, todo: upTodo };
@@ -101,12 +123,20 @@ export async function verifyStack(stack: string): Promise<Report> {
   const seen =
     `${head}; ExternalSecret ${f.externalSecretReady === "missing" ? "missing" : f.externalSecretReady ? "Ready" : "NOT Ready"} (${f.refreshPolicy}), ` +
     `Secret ${f.secret === "missing" ? "missing" : mark(f.secret === now)}, template ${f.template === "missing" ? "missing" : mark(f.template === now)}, pods: ${pods}`;
-  if (f.externalSecretReady === "missing" || f.secret === "missing" || f.template === "missing") return { stack, verdict: "missing", seen, todo: upTodo };
-  if (f.pods.length === 0) return { stack, verdict: "missing", seen, todo: `no runner pod is running: kubectl -n ${k.namespace} describe deploy/${k.deployment}` };
+  if (f.externalSecretReady === "missing" || f.secret === "missing" || f.template === "missing")
+    return { stack, verdict: "missing", seen, todo: upTodo };
+  if (f.pods.length === 0)
+    return { stack, verdict: "missing", seen, todo: `no runner pod is running: kubectl -n ${k.namespace} describe deploy/${k.deployment}` };
   if (deployed !== now || f.secret !== now || f.template !== now || f.externalSecretReady !== true || f.refreshPolicy !== "OnChange") {
     return { stack, verdict: "stale", seen, todo: upTodo };
   }
-  if (!podsOk) return { stack, verdict: "stale", seen, todo: `a pod did not roll: kubectl -n ${k.namespace} rollout status deploy/${k.deployment}, then ${upTodo}` };
+  if (!podsOk)
+    return {
+      stack,
+      verdict: "stale",
+      seen,
+      todo: `a pod did not roll: kubectl -n ${k.namespace} rollout status deploy/${k.deployment}, then ${upTodo}`,
+    };
   return { stack, verdict: "current", seen, todo: "" };
 }
 
@@ -117,8 +147,19 @@ export function formatReport(r: Report): string {
 async function main(argv: string[]): Promise<number> {
   let stacks: string[];
   try {
-    const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { stack: { type: "string", multiple: true } } });
-    stacks = values.stack ?? fs.readdirSync(".").map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1]).filter((s): s is string => !!s).sort();
+    const { values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: { stack: { type: "string", multiple: true } },
+    });
+    stacks =
+      values.stack ??
+      fs
+        .readdirSync(".")
+        .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+        .filter((s): s is string => !!s)
+        .sort();
   } catch (err) {
     process.stderr.write(`verify: ${(err as Error).message}\nusage: verify [--stack NAME]...\n`);
     return 2;

@@ -9,7 +9,6 @@ export function marker(stack: string): string {
   return `<!-- ${MARKER_PREFIX}:${stack} -->`;
 }
 
-
 export interface BodyInput {
   stack: string;
   output: string;
@@ -57,7 +56,10 @@ export function keepTail(text: string, maxBytes: number): { text: string; omitte
   if (first === lines.length) {
     // A single last line longer than the budget: keep its end.
     const last = Buffer.from(lines[lines.length - 1], "utf8");
-    const tail = last.subarray(last.length - maxBytes).toString("utf8").replace(/^\uFFFD+/, "");
+    const tail = last
+      .subarray(last.length - maxBytes)
+      .toString("utf8")
+      .replace(/^\uFFFD+/, "");
     return { text: tail, omittedLines: lines.length - 1 };
   }
   return { text: lines.slice(first).join("\n"), omittedLines: first };
@@ -73,10 +75,7 @@ export function buildBody(input: BodyInput): string {
   const maxBytes = input.maxBytes ?? MAX_BODY_BYTES;
   // Redact the whole output before cutting it, so a cut cannot leave half a secret that no longer
   // matches; redact the finished body again for the parts that did not come from the output.
-  const cleaned = redact(input.output.replace(ANSI, "").replace(/\r\n?/g, "\n"), input.redactValues).replace(
-    /\n+$/,
-    "",
-  );
+  const cleaned = redact(input.output.replace(ANSI, "").replace(/\r\n?/g, "\n"), input.redactValues).replace(/\n+$/, "");
   const ok = input.exitCode === 0;
   const head: string[] = [
     marker(input.stack),

@@ -6,7 +6,6 @@ const PAGE_LIMIT = 50;
 const MAX_PAGES = 200;
 const REQUEST_TIMEOUT_MS = 30_000;
 
-
 export class ApiError extends Error {}
 
 export interface Comment {

@@ -21,7 +21,6 @@ import { redact } from "../../lib/redact";
 import { buildBody, type BodyInput } from "./body";
 import { ApiError, upsertComment, type ForgejoTarget } from "./forgejo";
 
-
 class UsageError extends Error {}
 
 const USAGE =
@@ -101,7 +100,12 @@ export function parseInvocation(argv: string[], env: NodeJS.ProcessEnv): Invocat
   // A file for values the workflow must not put in its own environment (the zot key, read in the job).
   if (env.RUNNER_SECRETS_REDACT_FILE) {
     try {
-      redactValues.push(...fs.readFileSync(env.RUNNER_SECRETS_REDACT_FILE, "utf8").split("\n").filter((v) => v !== ""));
+      redactValues.push(
+        ...fs
+          .readFileSync(env.RUNNER_SECRETS_REDACT_FILE, "utf8")
+          .split("\n")
+          .filter((v) => v !== ""),
+      );
     } catch (err) {
       throw new ApiError(`cannot read RUNNER_SECRETS_REDACT_FILE: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }

@@ -82,15 +82,26 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     assert.equal(secretDigest(await secret(r)), keyDigest(world.key));
     assert.equal((await r.project.outputs()).keyDigest.value, keyDigest(world.key));
     // ArgoCD's own fields are untouched.
-    assert.deepEqual(runner(d).env.map((e: Obj) => e.name), ["DOCKER_HOST", "ZOT_CI_API_KEY"]);
+    assert.deepEqual(
+      runner(d).env.map((e: Obj) => e.name),
+      ["DOCKER_HOST", "ZOT_CI_API_KEY"],
+    );
 
     const mark = world.auditMark();
     const p = await r.project.preview();
     assert.equal(p.error, undefined, p.output);
     // The live Deployment is read (a GET) on every run: not a change.
-    assert.deepEqual(Object.keys(p.result!.changeSummary).filter((k) => k !== "same" && k !== "read"), [], p.output);
+    assert.deepEqual(
+      Object.keys(p.result!.changeSummary).filter((k) => k !== "same" && k !== "read"),
+      [],
+      p.output,
+    );
     const again = await upOk(r);
-    assert.deepEqual(Object.keys(again.result!.summary.resourceChanges ?? {}).filter((k) => k !== "same" && k !== "read"), [], again.output);
+    assert.deepEqual(
+      Object.keys(again.result!.summary.resourceChanges ?? {}).filter((k) => k !== "same" && k !== "read"),
+      [],
+      again.output,
+    );
     assert.deepEqual(world.mutations(mark), [], "a no-op up wrote to the API server");
     assertNoLeak(r.project, world.key, u.output, p.output, again.output);
     await r.project.destroy();
@@ -110,18 +121,32 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
       const rolled = annotatedStarts(r).filter((s) => s.at >= t0);
       assert.ok(rolled.length > 0, "the rotation rolled no pod");
       // The order on the API server: the approved digest, ESO's write of the Secret, the patch, the pod.
-      const events = world.api.auditEvents().slice(mark).filter((e) => !e.requestURI.includes("dryRun"));
+      const events = world.api
+        .auditEvents()
+        .slice(mark)
+        .filter((e) => !e.requestURI.includes("dryRun"));
       const at = (what: string, pred: (e: (typeof events)[number]) => boolean) => {
         const e = events.find(pred);
         assert.ok(e, `no ${what} in the audit log`);
         return Date.parse(e.at);
       };
       const ns = `/namespaces/${r.namespace}/`;
-      const esAt = at("ExternalSecret patch", (e) => e.user === "pulumi" && e.verb === "patch" && e.requestURI.includes(`${ns}externalsecrets/zot-ci-apikey`));
-      const secretAt = at("Secret write by ESO", (e) => e.user === "eso" && e.verb === "update" && e.requestURI.includes(`${ns}secrets/zot-ci-apikey`));
-      const depAt = at("Deployment patch", (e) => e.user === "pulumi" && e.verb === "patch" && e.requestURI.includes(`${ns}deployments/forgejo-runner`));
+      const esAt = at(
+        "ExternalSecret patch",
+        (e) => e.user === "pulumi" && e.verb === "patch" && e.requestURI.includes(`${ns}externalsecrets/zot-ci-apikey`),
+      );
+      const secretAt = at(
+        "Secret write by ESO",
+        (e) => e.user === "eso" && e.verb === "update" && e.requestURI.includes(`${ns}secrets/zot-ci-apikey`),
+      );
+      const depAt = at(
+        "Deployment patch",
+        (e) => e.user === "pulumi" && e.verb === "patch" && e.requestURI.includes(`${ns}deployments/forgejo-runner`),
+      );
       assert.ok(esAt < secretAt && secretAt < depAt && depAt <= rolled[0].at, `out of order: ${[esAt, secretAt, depAt, rolled[0].at]}`);
-      console.log(`rotation timeline (slow ESO): ExternalSecret +0 ms, Secret written by ESO +${secretAt - esAt} ms, Deployment patched +${depAt - esAt} ms, new pod +${rolled[0].at - esAt} ms`);
+      console.log(
+        `rotation timeline (slow ESO): ExternalSecret +0 ms, Secret written by ESO +${secretAt - esAt} ms, Deployment patched +${depAt - esAt} ms, new pod +${rolled[0].at - esAt} ms`,
+      );
       for (const s of rolled) {
         assert.notEqual(s.envDigest, keyDigest(old), `a pod started with the old key: ${JSON.stringify(s)}`);
         assert.equal(s.templateDigest, keyDigest(next));
@@ -177,11 +202,12 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
       const s = await secret(r);
       assert.ok(s === undefined || secretDigest(s) === keyDigest(approved), "ESO wrote the unapproved key");
       // A pod that starts now never gets the unapproved key.
-      for (const p of ((await world.get(`/api/v1/namespaces/${r.namespace}/pods`))!.items as Obj[])) {
+      for (const p of (await world.get(`/api/v1/namespaces/${r.namespace}/pods`))!.items as Obj[]) {
         await world.api.request("DELETE", `/api/v1/namespaces/${r.namespace}/pods/${p.metadata.name}`);
       }
       await sleep(2000);
-      for (const st of world.starts(r.namespace)) assert.notEqual(st.envDigest, keyDigest(rogue), `a pod got the unapproved key: ${JSON.stringify(st)}`);
+      for (const st of world.starts(r.namespace))
+        assert.notEqual(st.envDigest, keyDigest(rogue), `a pod got the unapproved key: ${JSON.stringify(st)}`);
       const es = await world.get(`/apis/external-secrets.io/v1/namespaces/${r.namespace}/externalsecrets/zot-ci-apikey`);
       assert.match(JSON.stringify(es!.status.conditions), /"status":"False"/);
       assert.match(world.eso.log(), /not the one pulumi up approved/, "ESO's log does not say why it refused");
@@ -196,7 +222,12 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     }
     // Back to the approved key: ESO's retry (hurried with the annotation docs/indri.md gives) writes
     // the Secret again, and the next up (a no-op for Pulumi) finds the runner on the approved key.
-    await world.api.request("PATCH", `/apis/external-secrets.io/v1/namespaces/${r.namespace}/externalsecrets/zot-ci-apikey`, { metadata: { annotations: { "force-sync": String(Date.now()) } } }, "application/merge-patch+json");
+    await world.api.request(
+      "PATCH",
+      `/apis/external-secrets.io/v1/namespaces/${r.namespace}/externalsecrets/zot-ci-apikey`,
+      { metadata: { annotations: { "force-sync": String(Date.now()) } } },
+      "application/merge-patch+json",
+    );
     await upOk(r);
     await rolledOut(r);
     assertRunnerHas(r, approved);
@@ -209,7 +240,10 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
       const urn = await r.project.urn(resource === "zot-ci-deployment-patch" ? "zot-ci-deployment-patch-" : resource);
       await upOk(r, { replace: [urn] });
       const d = await rolledOut(r);
-      assert.ok(runner(d).env.some((e: Obj) => e.name === "ZOT_CI_API_KEY"), "the patch is gone from the Deployment");
+      assert.ok(
+        runner(d).env.some((e: Obj) => e.name === "ZOT_CI_API_KEY"),
+        "the patch is gone from the Deployment",
+      );
       assert.equal(templateDigest(d), keyDigest(world.key));
       assert.equal(secretDigest(await secret(r)), keyDigest(world.key));
       assertRunnerHas(r, world.key);
@@ -220,7 +254,10 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     });
   }
 
-  for (const [key, value] of [["externalSecret", "zot-ci-apikey-2"], ["secretName", "zot-ci-apikey-2"]] as const) {
+  for (const [key, value] of [
+    ["externalSecret", "zot-ci-apikey-2"],
+    ["secretName", "zot-ci-apikey-2"],
+  ] as const) {
     it(`kubernetes.${key} renamed: one up converges, no pod ever lacks its key`, async () => {
       const r = await firstUp(`rename-${key.toLowerCase()}`);
       r.project.configSet(`kubernetes.${key}`, value, { path: true, plaintext: true });
@@ -230,7 +267,8 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
       assert.equal(runner(d).env.find((e: Obj) => e.name === "ZOT_CI_API_KEY").valueFrom.secretKeyRef.name, name);
       assert.equal(secretDigest(await secret(r, name)), keyDigest(world.key));
       assertRunnerHas(r, world.key);
-      for (const s of world.starts(r.namespace)) assert.notEqual(s.envDigest, "missing", `a pod referenced a missing key: ${JSON.stringify(s)}`);
+      for (const s of world.starts(r.namespace))
+        assert.notEqual(s.envDigest, "missing", `a pod referenced a missing key: ${JSON.stringify(s)}`);
       const mark = world.auditMark();
       const again = await upOk(r);
       assert.deepEqual(world.mutations(mark), [], `not converged in one up:\n${again.output}`);
@@ -256,7 +294,10 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     const r = await firstUp("argocd-ssa");
     await world.argoSync(r.namespace, { serverSide: true });
     let d = await dep(r);
-    assert.ok(runner(d).env.some((e: Obj) => e.name === "ZOT_CI_API_KEY"), "ArgoCD's SSA sync removed the patch");
+    assert.ok(
+      runner(d).env.some((e: Obj) => e.name === "ZOT_CI_API_KEY"),
+      "ArgoCD's SSA sync removed the patch",
+    );
     const next = await world.rotate();
     await upOk(r);
     await rolledOut(r);
@@ -264,8 +305,14 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     const des = await r.project.destroy();
     assert.equal(des.error, undefined, des.output);
     d = await rolledOut(r);
-    assert.deepEqual(runner(d).env.map((e: Obj) => e.name), ["DOCKER_HOST"]);
-    assert.deepEqual((d.spec.template.spec.volumes as Obj[]).map((v) => v.name), ["config", "data", "docker-certs"]);
+    assert.deepEqual(
+      runner(d).env.map((e: Obj) => e.name),
+      ["DOCKER_HOST"],
+    );
+    assert.deepEqual(
+      (d.spec.template.spec.volumes as Obj[]).map((v) => v.name),
+      ["config", "data", "docker-certs"],
+    );
     assert.equal(templateDigest(d), undefined);
     for (let i = 0; i < 50 && (await secret(r)); i++) await sleep(200);
     assert.equal(await secret(r), undefined, "the Secret outlived its ExternalSecret");
@@ -278,11 +325,19 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     let v = await runVerify(r.project, "indri");
     console.log(`verify wall time (indri, current): ${Date.now() - t0} ms`);
     assert.equal(v.code, 0, v.out);
-    assert.match(v.out, /^indri: CURRENT: 1Password ([0-9a-f]{16}), deployed \1; ExternalSecret Ready \(OnChange\), Secret ok, template ok, pods: \S+ ok\n$/);
+    assert.match(
+      v.out,
+      /^indri: CURRENT: 1Password ([0-9a-f]{16}), deployed \1; ExternalSecret Ready \(OnChange\), Secret ok, template ok, pods: \S+ ok\n$/,
+    );
     // A running pod that carries another digest, as one left from an earlier template would.
     const pods = ((await world.get(`/api/v1/namespaces/${r.namespace}/pods`))!.items as Obj[]).filter((p) => !p.metadata.deletionTimestamp);
     const pod = pods[0].metadata.name;
-    await world.api.request("PATCH", `/api/v1/namespaces/${r.namespace}/pods/${pod}`, { metadata: { annotations: { "runner-secrets/key-digest": "00000000000000aa" } } }, "application/merge-patch+json");
+    await world.api.request(
+      "PATCH",
+      `/api/v1/namespaces/${r.namespace}/pods/${pod}`,
+      { metadata: { annotations: { "runner-secrets/key-digest": "00000000000000aa" } } },
+      "application/merge-patch+json",
+    );
     v = await runVerify(r.project, "indri");
     assert.equal(v.code, 1, v.out);
     assert.match(v.out, new RegExp(`^indri: STALE: .*pods: .*${pod} 00000000000000aa.*To do: a pod did not roll`, "m"));
@@ -293,7 +348,8 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
       v = await runVerify(r.project, "indri");
       assert.equal(v.code, 1, v.out);
       assert.match(v.out, /^indri: STALE: 1Password ([0-9a-f]{16}), deployed (?!\1)[0-9a-f]{16}; .*To do: run pulumi up -s indri/m);
-      for (const k of [approved, rogue]) assert.ok(!v.out.includes(k) && !v.out.includes(Buffer.from(k).toString("base64")), "verify printed a key");
+      for (const k of [approved, rogue])
+        assert.ok(!v.out.includes(k) && !v.out.includes(Buffer.from(k).toString("base64")), "verify printed a key");
     } finally {
       world.connect.setField("blumeops", "zot-ci-apikey", "credential", approved);
     }
@@ -306,6 +362,9 @@ describe(`indri on the real engine (${providersUnderTest} providers, kubernetes 
     const p = await r.project.preview();
     assert.equal(p.error, undefined, p.output);
     assert.match(p.output, /kube context "not-here" not found/);
-    assert.deepEqual(world.mutations(0).filter((m) => m.requestURI.includes("rs-nocluster")), []);
+    assert.deepEqual(
+      world.mutations(0).filter((m) => m.requestURI.includes("rs-nocluster")),
+      [],
+    );
   });
 });

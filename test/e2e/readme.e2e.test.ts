@@ -25,7 +25,13 @@ function configCommands(file: string): string[] {
 
 function docs(): string[] {
   const dir = path.join(ROOT, "docs");
-  return [path.join(ROOT, "README.md"), ...fs.readdirSync(dir).filter((f) => f.endsWith(".md")).map((f) => path.join(dir, f))];
+  return [
+    path.join(ROOT, "README.md"),
+    ...fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith(".md"))
+      .map((f) => path.join(dir, f)),
+  ];
 }
 
 const stackOf = (cmd: string): string => {
@@ -50,7 +56,10 @@ describe("the README's config commands, on the real CLI", () => {
     assert.ok(commands.length >= 10, commands.join("\n"));
     assert.deepEqual([...new Set(commands.map(stackOf))].sort(), ["indri", "ringtail"]);
     for (const key of ["onePassword.item", "onePassword.connectUrl", "kubernetes.secretName", "kubernetes.externalSecret"]) {
-      assert.ok(commands.some((c) => c.includes(` ${key} `)), `no documented command sets ${key}`);
+      assert.ok(
+        commands.some((c) => c.includes(` ${key} `)),
+        `no documented command sets ${key}`,
+      );
     }
   });
 
@@ -71,7 +80,9 @@ describe("the README's config commands, on the real CLI", () => {
         }
         const all = await project.stack.getAllConfig();
         const raw = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, v.value]));
-        const secretKeys = Object.entries(all).filter(([, v]) => v.secret).map(([k]) => k);
+        const secretKeys = Object.entries(all)
+          .filter(([, v]) => v.secret)
+          .map(([k]) => k);
         assert.ok(secretKeys.includes("runner-secrets:onePasswordToken"), "the token was not stored as a secret");
         const cfg = parseConfig(raw, secretKeys);
         if (stackName === "ringtail") {

@@ -57,9 +57,18 @@ describe(`ringtail on the real engine (${providersUnderTest} providers)`, () => 
     const preview = await r.project.preview();
     assert.equal(preview.error, undefined, preview.output);
     // Each script's first line says what it does, where: what a reviewer sees in the preview.
-    assert.match(preview.output, new RegExp(`create +: "/bin/sh -c '# runner-secrets: write ZOT_CI_API_KEY to ${r.envFile}\\\\n# \\(0600 root:root, from stdin`));
-    assert.match(preview.output, new RegExp(`delete +: "/bin/sh -c '# runner-secrets: on delete, remove ${r.envFile}\\\\n# then restart ${UNIT}`));
-    assert.match(preview.output, /create +: "\/bin\/sh -c '# runner-secrets: nixos-rebuild switch --flake \/etc\/blumeops\/nixos\/ringtail#ringtail\\n/);
+    assert.match(
+      preview.output,
+      new RegExp(`create +: "/bin/sh -c '# runner-secrets: write ZOT_CI_API_KEY to ${r.envFile}\\\\n# \\(0600 root:root, from stdin`),
+    );
+    assert.match(
+      preview.output,
+      new RegExp(`delete +: "/bin/sh -c '# runner-secrets: on delete, remove ${r.envFile}\\\\n# then restart ${UNIT}`),
+    );
+    assert.match(
+      preview.output,
+      /create +: "\/bin\/sh -c '# runner-secrets: nixos-rebuild switch --flake \/etc\/blumeops\/nixos\/ringtail#ringtail\\n/,
+    );
     assert.match(preview.output, new RegExp(`create +: "/bin/sh -c '# runner-secrets: restart ${UNIT}\\\\n# \\(so it reads ${r.envFile}`));
     assert.equal(r.sessions(), 0, "a preview must not touch the host");
 
@@ -70,7 +79,10 @@ describe(`ringtail on the real engine (${providersUnderTest} providers)`, () => 
       calls.map((c) => `${c.name} ${c.argv.join(" ")}`),
       [REBUILD, RESTART],
     );
-    assert.ok(calls.every((c) => c.uid === 0), "the steps run as root (sudo)");
+    assert.ok(
+      calls.every((c) => c.uid === 0),
+      "the steps run as root (sudo)",
+    );
     assertRestartedWith(calls, r.envFile, world.key);
     assert.equal(r.sessions(), 3, "write, rebuild, restart: one SSH session each");
     const outputs = await r.project.outputs();
@@ -96,7 +108,10 @@ describe(`ringtail on the real engine (${providersUnderTest} providers)`, () => 
     const up = await upOk(r);
     assertFileHolds(r.envFile, key);
     assert.equal(fs.statSync(r.envFile).ino === before, false, "written through a temp file and renamed");
-    assert.deepEqual(names(r), [RESTART].map((x) => x));
+    assert.deepEqual(
+      names(r),
+      [RESTART].map((x) => x),
+    );
     assert.equal(r.sessions(), 2, "a rotation is two SSH sessions: write and restart");
     assert.equal((await r.project.outputs()).keyDigest.value, digestOf(key));
 
@@ -104,7 +119,10 @@ describe(`ringtail on the real engine (${providersUnderTest} providers)`, () => 
     const renamed = await upOk(r);
     assertFileHolds(r.envFile, key, "ZOT_REGISTRY_KEY");
     const calls = r.calls();
-    assert.deepEqual(calls.map((c) => `${c.name} ${c.argv.join(" ")}`), [RESTART]);
+    assert.deepEqual(
+      calls.map((c) => `${c.name} ${c.argv.join(" ")}`),
+      [RESTART],
+    );
     assertRestartedWith(calls, r.envFile, key, "ZOT_REGISTRY_KEY");
     assertNoLeak(r.project, key, up.output, renamed.output);
     await r.project.remove();
@@ -149,7 +167,10 @@ describe(`ringtail on the real engine (${providersUnderTest} providers)`, () => 
     assertFileHolds(moved, world.key);
     assert.equal(fs.existsSync(old), false, "the old env file is still there");
     const calls = r.calls();
-    assert.ok(calls.some((c) => `${c.name} ${c.argv.join(" ")}` === REBUILD), "the flake must be applied for the new path");
+    assert.ok(
+      calls.some((c) => `${c.name} ${c.argv.join(" ")}` === REBUILD),
+      "the flake must be applied for the new path",
+    );
     assertRestartedWith(calls, moved, world.key);
     await r.project.remove();
   });
@@ -160,7 +181,10 @@ describe(`ringtail on the real engine (${providersUnderTest} providers)`, () => 
     assert.equal(d.error, undefined, d.output);
     assert.equal(fs.existsSync(r.envFile), false);
     const calls = r.calls();
-    assert.deepEqual(calls.map((c) => `${c.name} ${c.argv.join(" ")}`), [RESTART]);
+    assert.deepEqual(
+      calls.map((c) => `${c.name} ${c.argv.join(" ")}`),
+      [RESTART],
+    );
     assert.equal(calls[0].envFile, "missing", "the unit was restarted while the file was still there");
     await r.project.remove();
 
@@ -198,7 +222,10 @@ describe(`ringtail on the real engine (${providersUnderTest} providers)`, () => 
     }
     assertFileHolds(r.envFile, world.key);
     const calls = r.calls();
-    assert.ok(calls.some((c) => `${c.name} ${c.argv.join(" ")}` === REBUILD), "the rebuild was not re-run");
+    assert.ok(
+      calls.some((c) => `${c.name} ${c.argv.join(" ")}` === REBUILD),
+      "the rebuild was not re-run",
+    );
     assertRestartedWith(calls, r.envFile, world.key);
     r.sessions();
     await upOk(r);
@@ -251,7 +278,10 @@ describe(`ringtail on the real engine (${providersUnderTest} providers)`, () => 
         assert.doesNotMatch(run.output, /\n\s+at .*\.ts:\d+/, "a stack trace was printed");
       }
       const exported = JSON.parse(r.project.exportText()) as { deployment: { resources?: { type: string }[] } };
-      assert.deepEqual((exported.deployment.resources ?? []).filter((x) => x.type !== "pulumi:pulumi:Stack"), []);
+      assert.deepEqual(
+        (exported.deployment.resources ?? []).filter((x) => x.type !== "pulumi:pulumi:Stack"),
+        [],
+      );
       assert.equal(r.sessions(), 0);
       await r.project.remove();
     });

@@ -11,7 +11,17 @@ import { after, before, describe, it } from "node:test";
 
 import { parseSystemdEnvFile } from "../support/envFile";
 import { providersUnderTest } from "./support/realEngine";
-import { assertFileHolds, assertNoLeak, assertRestartedWith, FLAKE, ringtailProject, startWorld, UNIT, type Ringtail, type World } from "./support/ringtailWorld";
+import {
+  assertFileHolds,
+  assertNoLeak,
+  assertRestartedWith,
+  FLAKE,
+  ringtailProject,
+  startWorld,
+  UNIT,
+  type Ringtail,
+  type World,
+} from "./support/ringtailWorld";
 
 let world: World;
 before(async () => {
@@ -49,7 +59,10 @@ describe(`ringtail faults on the real engine (${providersUnderTest} providers)`,
     }
     await upOk(r);
     const calls = r.calls();
-    assert.deepEqual(calls.map((c) => `${c.name} ${c.argv.join(" ")}`), [REBUILD, RESTART]);
+    assert.deepEqual(
+      calls.map((c) => `${c.name} ${c.argv.join(" ")}`),
+      [REBUILD, RESTART],
+    );
     assertRestartedWith(calls, r.envFile, world.key);
     await r.project.remove();
   });
@@ -75,7 +88,10 @@ describe(`ringtail faults on the real engine (${providersUnderTest} providers)`,
     r.calls();
     await upOk(r);
     const calls = r.calls();
-    assert.deepEqual(calls.map((c) => `${c.name} ${c.argv.join(" ")}`), [RESTART]);
+    assert.deepEqual(
+      calls.map((c) => `${c.name} ${c.argv.join(" ")}`),
+      [RESTART],
+    );
     assertRestartedWith(calls, r.envFile, key);
     await r.project.remove();
   });
@@ -106,7 +122,10 @@ describe(`ringtail faults on the real engine (${providersUnderTest} providers)`,
     const r = await ringtailProject(world, "needpw", world.host.users.needPassword);
     const failed = await r.project.up();
     assert.ok(failed.error);
-    assert.match(failed.output, /runner-secrets: passwordless sudo is required: sudo -n failed for user rs-needpw on \S+; give it a NOPASSWD sudoers rule/);
+    assert.match(
+      failed.output,
+      /runner-secrets: passwordless sudo is required: sudo -n failed for user rs-needpw on \S+; give it a NOPASSWD sudoers rule/,
+    );
     assert.equal(fs.existsSync(path.dirname(r.envFile)), false, "something was created on the host");
     assert.deepEqual(callNames(r), []);
     await r.project.remove();
@@ -169,7 +188,10 @@ describe(`ringtail faults on the real engine (${providersUnderTest} providers)`,
       await upOk(r);
       assertFileHolds(r.envFile, key);
       const calls = r.calls();
-      assert.deepEqual(calls.map((c) => `${c.name} ${c.argv.join(" ")}`), [RESTART]);
+      assert.deepEqual(
+        calls.map((c) => `${c.name} ${c.argv.join(" ")}`),
+        [RESTART],
+      );
       assertRestartedWith(calls, r.envFile, key);
       r.sessions();
       await upOk(r);

@@ -46,7 +46,10 @@ describe(`verify on ringtail, after the real engine's up (${providersUnderTest} 
     const v = await verify(r.project, "ringtail");
     console.log(`verify wall time (ringtail, current): ${Date.now() - t0} ms`);
     assert.equal(v.code, 0, v.out);
-    assert.match(v.out, /^ringtail: CURRENT: 1Password ([0-9a-f]{16}), deployed \1; file .* ok, unit .* loads it, daemon \(pid \d+\) ok\n$/);
+    assert.match(
+      v.out,
+      /^ringtail: CURRENT: 1Password ([0-9a-f]{16}), deployed \1; file .* ok, unit .* loads it, daemon \(pid \d+\) ok\n$/,
+    );
     assertNoKey(v.out, world.key);
   });
 
@@ -56,7 +59,10 @@ describe(`verify on ringtail, after the real engine's up (${providersUnderTest} 
       fs.writeFileSync(r.envFile, envFileLine("ZOT_CI_API_KEY", freshKey()));
       const v = await verify(r.project, "ringtail");
       assert.equal(v.code, 1, v.out);
-      assert.match(v.out, /^ringtail: STALE: .*file \S+ DIFFERS.*To do: the file was changed on the host: re-write it with pulumi up -s ringtail --replace/m);
+      assert.match(
+        v.out,
+        /^ringtail: STALE: .*file \S+ DIFFERS.*To do: the file was changed on the host: re-write it with pulumi up -s ringtail --replace/m,
+      );
     } finally {
       fs.writeFileSync(r.envFile, good);
     }
@@ -73,7 +79,10 @@ describe(`verify on ringtail, after the real engine's up (${providersUnderTest} 
       assert.equal(world.host.standins.mainPid(), pid, "the stand-in restarted the daemon after all");
       const v = await verify(r.project, "ringtail");
       assert.equal(v.code, 1, v.out);
-      assert.match(v.out, /^ringtail: STALE: .*file \S+ ok, .*daemon \(pid \d+\) DIFFERS\. To do: restart gitea-runner-nix_container_builder\.service/m);
+      assert.match(
+        v.out,
+        /^ringtail: STALE: .*file \S+ ok, .*daemon \(pid \d+\) DIFFERS\. To do: restart gitea-runner-nix_container_builder\.service/m,
+      );
       assertNoKey(v.out, old, next);
     } finally {
       world.host.standins.ignoreRestarts(false);

@@ -162,7 +162,10 @@ describe("indri against a real kube-apiserver", () => {
     const es = (await api.request("GET", `${ES_PATH}/${one.es.metadata.name}`)).body as Obj;
     const key = "zak_fake_apiserver_one";
     const data = Object.fromEntries(
-      Object.entries(es.spec.target.template.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(renderTemplate(v, { apiKey: key })).toString("base64")]),
+      Object.entries(es.spec.target.template.data as Record<string, string>).map(([k, v]) => [
+        k,
+        Buffer.from(renderTemplate(v, { apiKey: key })).toString("base64"),
+      ]),
     );
     const secret = {
       apiVersion: "v1",
@@ -172,7 +175,16 @@ describe("indri against a real kube-apiserver", () => {
         name: es.spec.target.name,
         namespace: NS,
         // What creationPolicy Owner makes ESO set: deleting the ExternalSecret garbage-collects this.
-        ownerReferences: [{ apiVersion: "external-secrets.io/v1", kind: "ExternalSecret", name: es.metadata.name, uid: es.metadata.uid, controller: true, blockOwnerDeletion: true }],
+        ownerReferences: [
+          {
+            apiVersion: "external-secrets.io/v1",
+            kind: "ExternalSecret",
+            name: es.metadata.name,
+            uid: es.metadata.uid,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
       },
       data,
     };
@@ -220,7 +232,10 @@ describe("indri against a real kube-apiserver", () => {
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const live = r.body as Obj;
     assert.deepEqual(live.data, before.data, "the Secret's data stays the writer's");
-    assert.deepEqual(fieldsV1Paths(managedBy(live, one.synced.metadata.annotations["pulumi.com/patchFieldManager"])[0].fieldsV1).sort(), ownedBy(one.synced));
+    assert.deepEqual(
+      fieldsV1Paths(managedBy(live, one.synced.metadata.annotations["pulumi.com/patchFieldManager"])[0].fieldsV1).sort(),
+      ownedBy(one.synced),
+    );
     // What the provider's waitFor jsonpath compares: the digest ESO rendered from the approved key.
     assert.equal(Buffer.from(live.data["key-digest"], "base64").toString(), templateDigest(one));
   });
@@ -234,7 +249,10 @@ describe("indri against a real kube-apiserver", () => {
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const live = r.body as Obj;
     assert.equal(live.metadata.generation, before.metadata.generation + 2, "each changes the pod template");
-    for (const [manager, patch] of [[one.wiringManager, one.wiring], [ROLLOUT_MANAGER, one.rollout]] as const) {
+    for (const [manager, patch] of [
+      [one.wiringManager, one.wiring],
+      [ROLLOUT_MANAGER, one.rollout],
+    ] as const) {
       const mine = managedBy(live, manager);
       assert.equal(mine.length, 1, manager);
       assert.equal(mine[0].operation, "Apply");
@@ -244,10 +262,13 @@ describe("indri against a real kube-apiserver", () => {
     const expected = applyPatch(applyPatch(before, { spec: one.wiring.spec }), { spec: one.rollout.spec }) as Obj;
     assert.deepEqual(live.spec, { ...expected.spec, template: { ...expected.spec.template } });
     assert.equal(live.spec.replicas, 1);
-    assert.deepEqual(live.spec.template.spec.containers.map((c: Obj) => [c.name, c.image]), [
-      ["runner", "code.forgejo.org/forgejo/runner:12.0.0"],
-      ["dind", "docker:28-dind"],
-    ]);
+    assert.deepEqual(
+      live.spec.template.spec.containers.map((c: Obj) => [c.name, c.image]),
+      [
+        ["runner", "code.forgejo.org/forgejo/runner:12.0.0"],
+        ["dind", "docker:28-dind"],
+      ],
+    );
     assert.equal(live.spec.template.spec.volumes.find((v: Obj) => v.name === "zot-ci-env").secret.defaultMode, 0o400);
     if (api.controllers) await rolledTo(api, templateDigest(one));
   });
@@ -261,7 +282,12 @@ describe("indri against a real kube-apiserver", () => {
   });
 
   it("an ArgoCD sync (client-side strategic merge, or server-side apply with force) keeps both patches' fields", async () => {
-    const smp = await api.request("PATCH", `${DEP_PATH}/forgejo-runner?fieldManager=${ARGOCD}`, baseDeployment(), "application/strategic-merge-patch+json");
+    const smp = await api.request(
+      "PATCH",
+      `${DEP_PATH}/forgejo-runner?fieldManager=${ARGOCD}`,
+      baseDeployment(),
+      "application/strategic-merge-patch+json",
+    );
     assert.equal(smp.status, 200, JSON.stringify(smp.body));
     const ssa = await api.apply(`${DEP_PATH}/forgejo-runner`, baseDeployment(), ARGOCD, { force: true });
     assert.equal(ssa.status, 200, JSON.stringify(ssa.body));
@@ -281,7 +307,8 @@ describe("indri against a real kube-apiserver", () => {
     assert.equal(esAfter.metadata.generation, esBefore.metadata.generation + 1);
     const withoutData = (o: Obj) => ({ ...o.spec, target: { ...o.spec.target, template: { ...o.spec.target.template, data: {} } } });
     assert.deepEqual(withoutData(esAfter), withoutData(esBefore));
-    for (const v of Object.values(esAfter.spec.target.template.data as Record<string, string>)) assert.ok(v.includes(`"${templateDigest(two)}"`), v);
+    for (const v of Object.values(esAfter.spec.target.template.data as Record<string, string>))
+      assert.ok(v.includes(`"${templateDigest(two)}"`), v);
 
     const at = `${DEP_PATH}/forgejo-runner`;
     const depBefore = (await api.request("GET", at)).body as Obj;
@@ -305,7 +332,10 @@ describe("indri against a real kube-apiserver", () => {
     assert.ok(api.controllers, "kube-controller-manager is not running");
     const rs = await rolledTo(api, templateDigest(two));
     const runner = (rs.spec.template.spec.containers as Obj[]).find((c) => c.name === "runner")!;
-    assert.deepEqual(runner.env.find((e: Obj) => e.name === "ZOT_CI_API_KEY").valueFrom.secretKeyRef, { name: "zot-ci-apikey", key: "ZOT_CI_API_KEY" });
+    assert.deepEqual(runner.env.find((e: Obj) => e.name === "ZOT_CI_API_KEY").valueFrom.secretKeyRef, {
+      name: "zot-ci-apikey",
+      key: "ZOT_CI_API_KEY",
+    });
     const list = (await api.request("GET", `/apis/apps/v1/namespaces/${NS}/replicasets`)).body as Obj;
     const digests = new Set((list.items as Obj[]).map((x) => digestOf(x.spec.template) ?? "none"));
     // ArgoCD's original (and the wiring before its first digest, if the controller saw it), the first key, the rotated key.
@@ -326,10 +356,17 @@ describe("indri against a real kube-apiserver", () => {
     }
     const runner = live.spec.template.spec.containers.find((c: Obj) => c.name === "runner");
     assert.deepEqual(runner.env, created.spec.template.spec.containers[0].env);
-    assert.deepEqual(runner.volumeMounts.map((m: Obj) => m.mountPath), ["/config", "/data", "/certs"]);
-    assert.deepEqual(live.spec.template.spec.volumes.map((v: Obj) => v.name), ["config", "data", "docker-certs"]);
+    assert.deepEqual(
+      runner.volumeMounts.map((m: Obj) => m.mountPath),
+      ["/config", "/data", "/certs"],
+    );
+    assert.deepEqual(
+      live.spec.template.spec.volumes.map((v: Obj) => v.name),
+      ["config", "data", "docker-certs"],
+    );
     assert.equal(digestOf(live.spec.template), undefined);
-    for (const k of Object.keys(live.metadata.annotations ?? {})) assert.ok(!k.startsWith("pulumi.com/patch") && !k.startsWith("runner-secrets/"), k);
+    for (const k of Object.keys(live.metadata.annotations ?? {}))
+      assert.ok(!k.startsWith("pulumi.com/patch") && !k.startsWith("runner-secrets/"), k);
     // Then the ExternalSecret goes (the patches depend on it, so destroy deletes it last).
     const del = await api.request("DELETE", `${ES_PATH}/${one.es.metadata.name}`);
     assert.equal(del.status, 200, JSON.stringify(del.body));
@@ -362,7 +399,8 @@ describe("indri against a real kube-apiserver", () => {
       return api.request("POST", `${DEP_PATH}?dryRun=All`, d);
     };
     const serverAccepts: Record<string, (v: string) => Promise<{ status: number }>> = {
-      namespace: (v) => api.request("POST", "/api/v1/namespaces?dryRun=All", { apiVersion: "v1", kind: "Namespace", metadata: { name: v } }),
+      namespace: (v) =>
+        api.request("POST", "/api/v1/namespaces?dryRun=All", { apiVersion: "v1", kind: "Namespace", metadata: { name: v } }),
       deployment: (v) => dep((d) => (d.metadata.name = v)),
       container: (v) => dep((d) => (d.spec.template.spec.containers[0].name = v)),
       volumeName: (v) =>
@@ -370,17 +408,38 @@ describe("indri against a real kube-apiserver", () => {
           d.spec.template.spec.volumes[0].name = v;
           d.spec.template.spec.containers[0].volumeMounts[0].name = v;
         }),
-      secretName: (v) => api.request("POST", `/api/v1/namespaces/${NS}/secrets?dryRun=All`, { apiVersion: "v1", kind: "Secret", metadata: { name: v } }),
+      secretName: (v) =>
+        api.request("POST", `/api/v1/namespaces/${NS}/secrets?dryRun=All`, { apiVersion: "v1", kind: "Secret", metadata: { name: v } }),
       externalSecret: (v) => api.request("POST", `${ES_PATH}?dryRun=All`, { ...one.es, metadata: { name: v, namespace: NS } }),
     };
-    const names = ["forgejo-runner", "runner", "a", "zot-ci.env", "Runner", "runner_1", "-runner", "runner-", "a/b", "", "x".repeat(63), "x".repeat(64), "a..b", "ä"];
+    const names = [
+      "forgejo-runner",
+      "runner",
+      "a",
+      "zot-ci.env",
+      "Runner",
+      "runner_1",
+      "-runner",
+      "runner-",
+      "a/b",
+      "",
+      "x".repeat(63),
+      "x".repeat(64),
+      "a..b",
+      "ä",
+    ];
     for (const [key, check] of Object.entries(serverAccepts)) {
       for (const name of names) {
         const ok = accepted(key, name);
         const status = (await check(name)).status;
         // 409: valid, but exists already (validation runs first).
-        if (ok) assert.ok(status < 300 || status === 409, `config accepts kubernetes.${key} = ${JSON.stringify(name)}, the server answers ${status}`);
-        if (["Runner", "a/b", "", "x".repeat(254), "-runner"].includes(name)) assert.ok(!ok, `config must refuse kubernetes.${key} = ${JSON.stringify(name)}`);
+        if (ok)
+          assert.ok(
+            status < 300 || status === 409,
+            `config accepts kubernetes.${key} = ${JSON.stringify(name)}, the server answers ${status}`,
+          );
+        if (["Runner", "a/b", "", "x".repeat(254), "-runner"].includes(name))
+          assert.ok(!ok, `config must refuse kubernetes.${key} = ${JSON.stringify(name)}`);
       }
     }
   });

@@ -7,13 +7,7 @@ import * as fs from "node:fs";
 import * as https from "node:https";
 import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
-import {
-  checkRegistry,
-  RegistryCheckError,
-  scrub,
-  secretForms,
-  type RegistryCheckOptions,
-} from "../../checker/registryCheck";
+import { checkRegistry, RegistryCheckError, scrub, secretForms, type RegistryCheckOptions } from "../../checker/registryCheck";
 import { CHECKER_CLI } from "../../components/registryGate";
 import { freePort, randomKey, startRegistry, startSilentServer, type TestRegistry } from "../support/registry";
 
@@ -35,7 +29,11 @@ async function rejection(p: Promise<unknown>): Promise<RegistryCheckError> {
   assert.fail("expected the check to fail, but it passed");
 }
 
-function runCli(args: string[], stdin: string, env?: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCli(
+  args: string[],
+  stdin: string,
+  env?: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
       cwd: path.join(__dirname, "..", ".."),
@@ -230,9 +228,7 @@ describe("checkRegistry when the registry cannot be reached", () => {
   it("names the URL and 'connection refused' when nothing listens on the port", async () => {
     const port = await freePort();
     const url = `https://127.0.0.1:${port}`;
-    const err = await rejection(
-      checkRegistry({ url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, randomKey()),
-    );
+    const err = await rejection(checkRegistry({ url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, randomKey()));
     assert.match(err.message, new RegExp(`GET ${url}/v2/ failed: connection refused`));
   });
 
@@ -241,9 +237,7 @@ describe("checkRegistry when the registry cannot be reached", () => {
     try {
       const url = `https://127.0.0.1:${silent.port}`;
       const started = Date.now();
-      const err = await rejection(
-        checkRegistry({ url, user: USER, probeRepository: PROBE, timeoutSeconds: 0.5 }, randomKey()),
-      );
+      const err = await rejection(checkRegistry({ url, user: USER, probeRepository: PROBE, timeoutSeconds: 0.5 }, randomKey()));
       const elapsed = Date.now() - started;
       assert.match(err.message, new RegExp(`GET ${url}/v2/ timed out after 0\\.5s`));
       assert.ok(elapsed >= 450 && elapsed < 5000, `took ${elapsed} ms`);
@@ -391,9 +385,7 @@ describe("checkRegistry against zot-like answers (node:http stub)", () => {
       res.end(JSON.stringify({ errors: [{ code: "DENIED", message: "requested access to the resource is denied" }] }));
     });
     try {
-      const err = await rejection(
-        checkRegistry({ url: s.url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, key),
-      );
+      const err = await rejection(checkRegistry({ url: s.url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, key));
       assert.equal(err.step, "push");
       assert.equal(err.status, 403);
       assert.match(err.message, /check 2 \(push\).*HTTP 403.*DENIED/);
@@ -411,9 +403,7 @@ describe("checkRegistry against zot-like answers (node:http stub)", () => {
       res.writeHead(500).end();
     });
     try {
-      const err = await rejection(
-        checkRegistry({ url: s.url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, key),
-      );
+      const err = await rejection(checkRegistry({ url: s.url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, key));
       assert.equal(err.step, "cancel");
       assert.equal(err.status, 500);
       assert.match(err.message, /cancelling the probe upload with DELETE .*returned HTTP 500/);
@@ -429,9 +419,7 @@ describe("checkRegistry against zot-like answers (node:http stub)", () => {
       res.writeHead(202, { location: "http://elsewhere.invalid/v2/x/blobs/uploads/1" }).end();
     });
     try {
-      const err = await rejection(
-        checkRegistry({ url: s.url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, key),
-      );
+      const err = await rejection(checkRegistry({ url: s.url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, key));
       assert.match(err.message, /pointed the upload at http:\/\/elsewhere\.invalid.*not sending credentials/);
       assert.equal(s.seen.filter((r) => r.method === "DELETE").length, 0);
     } finally {
@@ -445,9 +433,7 @@ describe("checkRegistry against zot-like answers (node:http stub)", () => {
       res.end(JSON.stringify({ errors: [{ code: "UNAUTHORIZED", message: `bad credentials ${req.headers.authorization} ${key}` }] }));
     });
     try {
-      const err = await rejection(
-        checkRegistry({ url: s.url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, key),
-      );
+      const err = await rejection(checkRegistry({ url: s.url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, key));
       assert.match(err.message, /UNAUTHORIZED \(bad credentials Basic \[secret\] \[secret\]\)/);
       assertNoSecret(err.message + (err.stack ?? ""), key);
     } finally {

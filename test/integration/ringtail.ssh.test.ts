@@ -38,11 +38,11 @@ function assertKeyFile(p: Paths, key: string): void {
 describe("the systemd env-file reader", () => {
   it("follows systemd's rules for comments, quotes and escapes", () => {
     const r = parseSystemdEnvFile(
-      "# c\n; c2\n  # c3 \\\nSTILL_COMMENT=1\nA='x $y \"z\" \\n'\nB = \"q\\\"\\$\\a\"\nC=plain  \nbad-name=1\nnoequals\nD=\nA=last\n",
+      '# c\n; c2\n  # c3 \\\nSTILL_COMMENT=1\nA=\'x $y "z" \\n\'\nB = "q\\"\\$\\a"\nC=plain  \nbad-name=1\nnoequals\nD=\nA=last\n',
     );
     assert.deepEqual(r.vars, { B: 'q"$\\a', C: "plain", D: "", A: "last" });
     assert.deepEqual(r.ignored, ["bad-name"]);
-    assert.deepEqual(parseSystemdEnvFile("K='v'")  .vars, { K: "v" }, "no trailing newline");
+    assert.deepEqual(parseSystemdEnvFile("K='v'").vars, { K: "v" }, "no trailing newline");
   });
 
   it("agrees with systemd's own parser on the file the program writes", () => {
@@ -60,7 +60,9 @@ describe("the writer script over SSH", () => {
     fs.mkdirSync(p.dir, { recursive: true, mode: 0o700 });
     fs.writeFileSync(p.tmp, "ZOT_CI_API_KEY='zak_half", { mode: 0o644 });
     const key = freshKey();
-    const r = await runRemote(host.conn(host.users.fish), writeScript(nixosConfig(host, p), ENV_VAR), { stdin: envFileContent(ENV_VAR, key) });
+    const r = await runRemote(host.conn(host.users.fish), writeScript(nixosConfig(host, p), ENV_VAR), {
+      stdin: envFileContent(ENV_VAR, key),
+    });
     assert.equal(r.code, 0, r.stderr);
     assertKeyFile(p, key);
   });
@@ -68,7 +70,9 @@ describe("the writer script over SSH", () => {
   it("refuses an env-file path that is a directory, and never moves the key into it", async () => {
     const p = pathsFor(host, "is-a-dir");
     fs.mkdirSync(p.file, { recursive: true, mode: 0o700 });
-    const r = await runRemote(host.conn(host.users.fish), writeScript(nixosConfig(host, p), ENV_VAR), { stdin: envFileContent(ENV_VAR, freshKey()) });
+    const r = await runRemote(host.conn(host.users.fish), writeScript(nixosConfig(host, p), ENV_VAR), {
+      stdin: envFileContent(ENV_VAR, freshKey()),
+    });
     assert.equal(r.code, 5);
     assert.match(r.stderr, /is a directory; set runner-secrets:nixos.envFile to a file path/);
     assert.deepEqual(fs.readdirSync(p.file), []);

@@ -46,7 +46,13 @@ after(async () => {
 });
 beforeEach(() => host.standins.reset());
 
-const conn = (user: string): RemoteConn => ({ host: host.host, port: host.port, user, hostKey: host.hostKey, privateKey: host.clientPrivateKey });
+const conn = (user: string): RemoteConn => ({
+  host: host.host,
+  port: host.port,
+  user,
+  hostKey: host.hostKey,
+  privateKey: host.clientPrivateKey,
+});
 
 function assertHolds(p: Paths, key: string): void {
   assert.equal(fs.readFileSync(p.file, "utf8"), envFileContent(ENV_VAR, key));
@@ -74,9 +80,15 @@ describe("the connection dies in the middle of the write", () => {
     assert.equal((await up(host, engine, p, { key: key1 })).error, undefined);
     host.standins.reset();
 
-    const cut = await up(host, engine, p, { key: key2 }, {
-      remoteOptions: (s) => (s.name === WRITER ? { abortAfterStdinBytes: midKey(key2) } : undefined),
-    });
+    const cut = await up(
+      host,
+      engine,
+      p,
+      { key: key2 },
+      {
+        remoteOptions: (s) => (s.name === WRITER ? { abortAfterStdinBytes: midKey(key2) } : undefined),
+      },
+    );
     assert.deepEqual(summary(cut), [`update ${WRITER} (failed)`]);
     assert.ok(cut.runs[0]!.result.aborted, "the connection was really cut");
     assert.match(cut.error!.message, /update of command:remote:Command zot-ci-env-file failed: ssh: connection lost/);
@@ -105,9 +117,15 @@ describe("the connection dies in the middle of the write", () => {
     const p = pathsFor(host, "cut-first");
     const engine = new Engine();
     const key = freshKey();
-    const cut = await up(host, engine, p, { key }, {
-      remoteOptions: (s) => (s.name === WRITER ? { abortAfterStdinBytes: midKey(key) } : undefined),
-    });
+    const cut = await up(
+      host,
+      engine,
+      p,
+      { key },
+      {
+        remoteOptions: (s) => (s.name === WRITER ? { abortAfterStdinBytes: midKey(key) } : undefined),
+      },
+    );
     assert.deepEqual(summary(cut), [`create ${WRITER} (failed)`]);
     assert.equal(fs.existsSync(p.file), false);
     assert.equal(engine.state().size, 0, "a failed create is not saved");
@@ -133,7 +151,7 @@ describe("the connection dies in the middle of the write", () => {
     assert.ok(await gone(p.tmp, 1000), "the temp file is still there after the cut connection");
   });
 
-  it("the proposed fix (trap \"\" PIPE in the writer) removes the temp file at once", async () => {
+  it('the proposed fix (trap "" PIPE in the writer) removes the temp file at once', async () => {
     const p = pathsFor(host, "cut-fixed");
     const key = freshKey();
     const script = writeScript(nixosConfig(p), ENV_VAR);
@@ -165,7 +183,10 @@ describe("leak checks are able to see a leak", () => {
     const r = await runRemote(conn(host.users.fish), `/bin/sh -c 'sleep 0.5' ${key}`);
     const hits = await w.stop();
     assert.equal(r.code, 0);
-    assert.ok(hits.some((h) => h.includes("cmdline") && h.includes(key)), `no hit: ${hits}`);
+    assert.ok(
+      hits.some((h) => h.includes("cmdline") && h.includes(key)),
+      `no hit: ${hits}`,
+    );
   });
 });
 
@@ -174,9 +195,17 @@ describe("bad input is refused before anything runs", () => {
   const cases: [string, string, string[]][] = [
     ["runner-secrets:nixos", "host", [...nasty("ringtail"), "-oProxyCommand=id", ""]],
     ["runner-secrets:nixos", "user", [...nasty("eblume"), "-eblume"]],
-    ["runner-secrets:nixos", "envFile", [...nasty("/etc/forgejo-runner/zot.env"), "etc/zot.env", "/etc/../zot.env", "/etc/forgejo runner/zot.env"]],
+    [
+      "runner-secrets:nixos",
+      "envFile",
+      [...nasty("/etc/forgejo-runner/zot.env"), "etc/zot.env", "/etc/../zot.env", "/etc/forgejo runner/zot.env"],
+    ],
     ["runner-secrets:nixos", "unit", [...nasty("gitea-runner.service").map((v) => `${v}.service`), "a b.service", "gitea-runner"]],
-    ["runner-secrets:nixos", "flake", [...nasty("/etc/blumeops/nixos/ringtail#ringtail"), "/etc/$(id)#ringtail", "/etc/`id`#ringtail", "/etc/a b#ringtail"]],
+    [
+      "runner-secrets:nixos",
+      "flake",
+      [...nasty("/etc/blumeops/nixos/ringtail#ringtail"), "/etc/$(id)#ringtail", "/etc/`id`#ringtail", "/etc/a b#ringtail"],
+    ],
     ["runner-secrets:nixos", "owner", nasty("root")],
     ["runner-secrets:nixos", "group", nasty("root")],
     ["runner-secrets:nixos", "fileMode", ["0600;id", "0600 ", "$(id)"]],
@@ -227,7 +256,11 @@ describe("the writer and its directory", () => {
     const shared = path.posix.join(host.root, "shared-etc-fixed");
     fs.mkdirSync(shared, { mode: 0o755 });
     fs.chmodSync(shared, 0o755);
-    const inShared: Paths = { dir: shared, file: path.posix.join(shared, "zot.env"), tmp: path.posix.join(shared, ".zot.env.runner-secrets-tmp") };
+    const inShared: Paths = {
+      dir: shared,
+      file: path.posix.join(shared, "zot.env"),
+      tmp: path.posix.join(shared, ".zot.env.runner-secrets-tmp"),
+    };
     const fresh = pathsFor(host, "fresh-dir-fixed");
     for (const p of [inShared, fresh]) {
       const r = await runRemote(conn(host.users.fish), writeScript(nixosConfig(p), ENV_VAR), { stdin: envFileContent(ENV_VAR, key) });

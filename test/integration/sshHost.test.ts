@@ -146,7 +146,10 @@ describe("sudo and the stand-ins", () => {
 
   it("sudo -n nixos-rebuild (sent through fish) hits the stand-in and records argv as root", async () => {
     host.standins.reset();
-    const r = await runRemote(conn(host.users.fish), "sudo -n nixos-rebuild switch --flake '/etc/blumeops/nixos/ringtail#ringtail'; echo rc=$status");
+    const r = await runRemote(
+      conn(host.users.fish),
+      "sudo -n nixos-rebuild switch --flake '/etc/blumeops/nixos/ringtail#ringtail'; echo rc=$status",
+    );
     assert.equal(r.stdout, "rc=0\n", r.stderr);
     const calls = host.standins.calls();
     assert.equal(calls.length, 1);
@@ -161,7 +164,10 @@ describe("sudo and the stand-ins", () => {
     const uid = Number(execFileSync("id", ["-u", host.users.fish], { encoding: "utf8" }).trim());
     const r = await runRemote(conn(host.users.fish), "systemctl is-active 'gitea-runner-nix_container_builder.service'");
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(host.standins.calls().map((c) => [c.name, c.argv, c.uid]), [["systemctl", ["is-active", "gitea-runner-nix_container_builder.service"], uid]]);
+    assert.deepEqual(
+      host.standins.calls().map((c) => [c.name, c.argv, c.uid]),
+      [["systemctl", ["is-active", "gitea-runner-nix_container_builder.service"], uid]],
+    );
   });
 
   it("setFailure makes the stand-in exit with the code and print the output; null and reset undo it", async () => {
@@ -195,9 +201,18 @@ describe("procWatch", () => {
     const watch = watchProcesses(needle);
     await runRemote(conn(host.users.bash), `exec -a "${a}""${b}" sleep 0.3 & N="${a}""${b}" sleep 0.3; wait`);
     const hits = await watch.stop();
-    assert.ok(hits.some((h) => /exe \/usr\/bin\/sleep cmdline: needle-/.test(h)), hits.join("\n"));
-    assert.ok(hits.some((h) => /exe \/usr\/bin\/sleep environ: N=needle-/.test(h)), hits.join("\n"));
-    assert.ok(hits.every((h) => !h.includes("/usr/bin/ssh ")), "the needle was never in the local ssh argv");
+    assert.ok(
+      hits.some((h) => /exe \/usr\/bin\/sleep cmdline: needle-/.test(h)),
+      hits.join("\n"),
+    );
+    assert.ok(
+      hits.some((h) => /exe \/usr\/bin\/sleep environ: N=needle-/.test(h)),
+      hits.join("\n"),
+    );
+    assert.ok(
+      hits.every((h) => !h.includes("/usr/bin/ssh ")),
+      "the needle was never in the local ssh argv",
+    );
   });
 
   it("reports nothing when the needle is absent", async () => {

@@ -111,7 +111,10 @@ export async function startApiServer(bin: Binaries, opts: { users?: string[]; au
   fs.writeFileSync(path.join(dir, "tokens.csv"), users.map((u, i) => `${tokenOf(u)},${u},${i},system:masters\n`).join(""));
   const auditLog = path.join(dir, "audit.log");
   if (opts.audit) {
-    fs.writeFileSync(path.join(dir, "audit-policy.yaml"), "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n");
+    fs.writeFileSync(
+      path.join(dir, "audit-policy.yaml"),
+      "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n",
+    );
   }
   const children: ChildProcess[] = [];
   const logs: string[] = [];
@@ -134,37 +137,56 @@ export async function startApiServer(bin: Binaries, opts: { users?: string[]; au
   };
   const log = () => logs.map((l) => (fs.existsSync(l) ? fs.readFileSync(l, "utf8").split("\n").slice(-30).join("\n") : "")).join("\n");
   try {
-    start(bin.etcd, [
-      "--data-dir", path.join(dir, "etcd"),
-      "--listen-client-urls", `http://127.0.0.1:${client}`,
-      "--advertise-client-urls", `http://127.0.0.1:${client}`,
-      "--listen-peer-urls", `http://127.0.0.1:${peer}`,
-      "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
-      "--initial-cluster", `default=http://127.0.0.1:${peer}`,
-    ], "etcd");
+    start(
+      bin.etcd,
+      [
+        "--data-dir",
+        path.join(dir, "etcd"),
+        "--listen-client-urls",
+        `http://127.0.0.1:${client}`,
+        "--advertise-client-urls",
+        `http://127.0.0.1:${client}`,
+        "--listen-peer-urls",
+        `http://127.0.0.1:${peer}`,
+        "--initial-advertise-peer-urls",
+        `http://127.0.0.1:${peer}`,
+        "--initial-cluster",
+        `default=http://127.0.0.1:${peer}`,
+      ],
+      "etcd",
+    );
     const key = path.join(dir, "sa.key");
     const { generateKeyPairSync } = await import("node:crypto");
     const pair = generateKeyPairSync("rsa", { modulusLength: 2048 });
     fs.writeFileSync(key, pair.privateKey.export({ type: "pkcs8", format: "pem" }));
     fs.writeFileSync(path.join(dir, "sa.pub"), pair.publicKey.export({ type: "spki", format: "pem" }));
-    start(bin.apiserver, [
-      `--etcd-servers=http://127.0.0.1:${client}`,
-      "--bind-address=127.0.0.1",
-      `--secure-port=${secure}`,
-      `--cert-dir=${path.join(dir, "certs")}`,
-      `--token-auth-file=${path.join(dir, "tokens.csv")}`,
-      "--authorization-mode=AlwaysAllow",
-      // The runner's dind sidecar is privileged, as on indri.
-      "--allow-privileged=true",
-      "--service-account-issuer=https://kubernetes.default.svc",
-      `--service-account-key-file=${path.join(dir, "sa.pub")}`,
-      `--service-account-signing-key-file=${key}`,
-      "--service-cluster-ip-range=10.96.0.0/16",
-      "--disable-admission-plugins=ServiceAccount",
-      ...(opts.audit
-        ? [`--audit-policy-file=${path.join(dir, "audit-policy.yaml")}`, `--audit-log-path=${auditLog}`, "--audit-log-format=json", "--audit-log-mode=blocking"]
-        : []),
-    ], "kube-apiserver");
+    start(
+      bin.apiserver,
+      [
+        `--etcd-servers=http://127.0.0.1:${client}`,
+        "--bind-address=127.0.0.1",
+        `--secure-port=${secure}`,
+        `--cert-dir=${path.join(dir, "certs")}`,
+        `--token-auth-file=${path.join(dir, "tokens.csv")}`,
+        "--authorization-mode=AlwaysAllow",
+        // The runner's dind sidecar is privileged, as on indri.
+        "--allow-privileged=true",
+        "--service-account-issuer=https://kubernetes.default.svc",
+        `--service-account-key-file=${path.join(dir, "sa.pub")}`,
+        `--service-account-signing-key-file=${key}`,
+        "--service-cluster-ip-range=10.96.0.0/16",
+        "--disable-admission-plugins=ServiceAccount",
+        ...(opts.audit
+          ? [
+              `--audit-policy-file=${path.join(dir, "audit-policy.yaml")}`,
+              `--audit-log-path=${auditLog}`,
+              "--audit-log-format=json",
+              "--audit-log-mode=blocking",
+            ]
+          : []),
+      ],
+      "kube-apiserver",
+    );
 
     const url = `https://127.0.0.1:${secure}`;
     let ca: Buffer | undefined;
@@ -242,18 +264,28 @@ export async function startApiServer(bin: Binaries, opts: { users?: string[]; au
         .filter((l) => l.trim() !== "")
         .map((l) => JSON.parse(l))
         .filter((e) => e.stage === "ResponseComplete")
-        .map((e) => ({ verb: e.verb, user: e.user?.username, requestURI: e.requestURI, code: e.responseStatus?.code, at: e.stageTimestamp }));
+        .map((e) => ({
+          verb: e.verb,
+          user: e.user?.username,
+          requestURI: e.requestURI,
+          code: e.responseStatus?.code,
+          at: e.stageTimestamp,
+        }));
     };
     const startControllers = async () => {
       if (!bin.controllerManager) throw new Error("no kube-controller-manager");
       const kubeconfigFile = kubeconfig("admin", "test");
-      start(bin.controllerManager, [
-        `--kubeconfig=${kubeconfigFile}`,
-        "--controllers=garbagecollector,deployment,replicaset",
-        "--leader-elect=false",
-        "--use-service-account-credentials=false",
-        "--secure-port=0",
-      ], "kube-controller-manager");
+      start(
+        bin.controllerManager,
+        [
+          `--kubeconfig=${kubeconfigFile}`,
+          "--controllers=garbagecollector,deployment,replicaset",
+          "--leader-elect=false",
+          "--use-service-account-credentials=false",
+          "--secure-port=0",
+        ],
+        "kube-controller-manager",
+      );
       const logFile = path.join(dir, "kube-controller-manager.log");
       const until = Date.now() + 60_000;
       while (!(fs.existsSync(logFile) && fs.readFileSync(logFile, "utf8").includes("all resource monitors have synced"))) {

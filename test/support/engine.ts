@@ -148,7 +148,9 @@ export class Engine {
     const out: UpResult = { steps: [], runs: [] };
     for (const r of run.resources) {
       if (r.type === LOCAL_COMMAND) {
-        throw new Error(`engine: ${r.name} is a local.Command; this engine only models remote commands (disable runner-secrets:registryCheck)`);
+        throw new Error(
+          `engine: ${r.name} is a local.Command; this engine only models remote commands (disable runner-secrets:registryCheck)`,
+        );
       }
     }
     const commands = run.resources.filter((r) => r.type === REMOTE_COMMAND);
@@ -380,7 +382,13 @@ export function dependencyOrder<T extends { name: string; dependsOn: string[] }>
   const waitsFor = (i: T, dep: string) => items.some((j) => j !== i && j.name === dep && !done.has(j));
   while (out.length < items.length) {
     const next = items.find((i) => !done.has(i) && !i.dependsOn.some((d) => waitsFor(i, d)));
-    if (!next) throw new Error(`engine: dependency cycle among ${items.filter((i) => !done.has(i)).map((i) => i.name).join(", ")}`);
+    if (!next)
+      throw new Error(
+        `engine: dependency cycle among ${items
+          .filter((i) => !done.has(i))
+          .map((i) => i.name)
+          .join(", ")}`,
+      );
     done.add(next);
     out.push(next);
   }

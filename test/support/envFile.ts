@@ -178,8 +178,7 @@ export function systemdGeneratorParse(text: string): Record<string, string> | nu
     fs.writeFileSync(path.join(dir, "environment.d", "99-under-test.conf"), text, { mode: 0o600 });
     // Empty environment and no other config dirs of ours: what it prints is what it parsed, plus
     // whatever the machine's /etc and /usr environment.d set (the baseline, subtracted below).
-    const run = (xdg: string) =>
-      execFileSync(SYSTEMD_ENV_GENERATOR, [], { env: { XDG_CONFIG_HOME: xdg }, encoding: "utf8" });
+    const run = (xdg: string) => execFileSync(SYSTEMD_ENV_GENERATOR, [], { env: { XDG_CONFIG_HOME: xdg }, encoding: "utf8" });
     const parse = (out: string) => {
       const vars: Record<string, string> = {};
       for (const line of out.split("\n")) {

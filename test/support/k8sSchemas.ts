@@ -95,7 +95,9 @@ function typeChecker() {
   const program = ts.createProgram([file], options, host);
   const diagnostics = ts.getPreEmitDiagnostics(program).filter((d) => d.file && path.resolve(d.file.fileName) === file);
   if (diagnostics.length) {
-    throw new Error(`model types did not resolve: ${diagnostics.map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n")).join("; ")}`);
+    throw new Error(
+      `model types did not resolve: ${diagnostics.map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n")).join("; ")}`,
+    );
   }
   const checker = program.getTypeChecker();
   const source = program.getSourceFile(file)!;
@@ -354,11 +356,15 @@ export function parseDotenv(text: string, env: Record<string, string> = {}): Rec
     const q = src[0];
     if (q === "'" || q === '"') {
       let end = -1;
-      for (let i = 1; i < src.length; i++) if (src[i] === q && src[i - 1] !== "\\") { end = i; break; }
+      for (let i = 1; i < src.length; i++)
+        if (src[i] === q && src[i - 1] !== "\\") {
+          end = i;
+          break;
+        }
       if (end < 0) throw new Error(`dotenv: unterminated quoted value for ${key}`);
       let value = src.slice(0, end).replace(new RegExp(`^${q}+|${q}+$`, "g"), "");
       if (q === '"') {
-        value = expand(value.replace(/\\([^$])/g, (_, c: string) => ({ n: "\n", r: "\r" } as Record<string, string>)[c] ?? c));
+        value = expand(value.replace(/\\([^$])/g, (_, c: string) => (({ n: "\n", r: "\r" }) as Record<string, string>)[c] ?? c));
       }
       out[key] = value;
       src = src.slice(end + 1);
@@ -374,4 +380,3 @@ export function parseDotenv(text: string, env: Record<string, string> = {}): Rec
   }
   return out;
 }
-

@@ -139,7 +139,11 @@ function captureRejections(errors: Error[]): () => Promise<void> {
 const dependencies = new Map<string, string[]>();
 const mockMonitor = (require("@pulumi/pulumi/runtime/mocks") as { MockMonitor: { prototype: Record<string, Function> } }).MockMonitor;
 const registerResource = mockMonitor.prototype.registerResource;
-mockMonitor.prototype.registerResource = function (this: unknown, req: { getName(): string; getDependenciesList(): string[] }, cb: unknown) {
+mockMonitor.prototype.registerResource = function (
+  this: unknown,
+  req: { getName(): string; getDependenciesList(): string[] },
+  cb: unknown,
+) {
   dependencies.set(req.getName(), req.getDependenciesList());
   return registerResource.call(this, req, cb);
 };
@@ -193,11 +197,8 @@ export async function runStack(stack: string | null, opts: RunOptions = {}): Pro
       opts.preview ?? false,
     );
     const config = stackConfig(stack, opts.config);
-    const asStrings = Object.fromEntries(
-      Object.entries(config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]),
-    );
+    const asStrings = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
     pulumi.runtime.setAllConfig(asStrings, opts.secretKeys ?? []);
-
 
     for (const id of Object.keys(require.cache)) {
       if (id.startsWith(ROOT) && !id.includes(`${path.sep}node_modules${path.sep}`)) delete require.cache[id];

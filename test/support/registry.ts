@@ -50,13 +50,39 @@ export function makeCa(dir: string): TestCa {
   const p = (name: string) => path.join(dir, name);
   const ossl = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
   ossl([
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", p("ca.key"), "-out", p("ca.crt"), "-days", "2", "-subj", "/CN=runner-secrets test CA",
-    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    p("ca.key"),
+    "-out",
+    p("ca.crt"),
+    "-days",
+    "2",
+    "-subj",
+    "/CN=runner-secrets test CA",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
   ]);
   ossl([
-    "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", p("server.key"), "-out", p("server.csr"), "-subj", "/CN=127.0.0.1",
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    p("server.key"),
+    "-out",
+    p("server.csr"),
+    "-subj",
+    "/CN=127.0.0.1",
   ]);
   fs.writeFileSync(
     p("server.ext"),
@@ -69,8 +95,21 @@ export function makeCa(dir: string): TestCa {
     ].join("\n"),
   );
   ossl([
-    "x509", "-req", "-in", p("server.csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"), "-CAcreateserial",
-    "-out", p("server.crt"), "-days", "2", "-extfile", p("server.ext"),
+    "x509",
+    "-req",
+    "-in",
+    p("server.csr"),
+    "-CA",
+    p("ca.crt"),
+    "-CAkey",
+    p("ca.key"),
+    "-CAcreateserial",
+    "-out",
+    p("server.crt"),
+    "-days",
+    "2",
+    "-extfile",
+    p("server.ext"),
   ]);
   return { dir, caFile: p("ca.crt"), certFile: p("server.crt"), keyFile: p("server.key") };
 }
@@ -211,9 +250,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     openUploads: (repository) => {
       const d = uploadsDir(repository);
       if (!fs.existsSync(d)) return [];
-      return fs
-        .readdirSync(d)
-        .filter((id) => ["startedat", "data"].some((f) => fs.existsSync(path.join(d, id, f))));
+      return fs.readdirSync(d).filter((id) => ["startedat", "data"].some((f) => fs.existsSync(path.join(d, id, f))));
     },
     log: () => output,
     async setKey(key) {

@@ -80,11 +80,7 @@ export interface LeakReport {
  * engine.up (or destroy) with the key watched on every process of the host, then the checks that
  * it leaked nowhere: no /proc cmdline/environ, no stand-in argument, no stdout/stderr, no error text.
  */
-export async function watched(
-  host: SshHost,
-  key: string | string[],
-  action: () => Promise<UpResult>,
-): Promise<UpResult> {
+export async function watched(host: SshHost, key: string | string[], action: () => Promise<UpResult>): Promise<UpResult> {
   const keys = Array.isArray(key) ? key : [key];
   const watches = keys.map((k) => watchProcesses(k, 5));
   let result: UpResult;

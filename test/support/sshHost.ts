@@ -216,7 +216,9 @@ function provision(state: string): void {
   fs.mkdirSync(path.join(src, "standins"), { recursive: true });
   fs.writeFileSync(
     path.join(src, "users"),
-    Object.values(USERS).map((u) => `${u.name} ${u.shell}\n`).join(""),
+    Object.values(USERS)
+      .map((u) => `${u.name} ${u.shell}\n`)
+      .join(""),
   );
   fs.writeFileSync(path.join(src, "sudoers"), sudoers());
   for (const n of STANDIN_NAMES) fs.writeFileSync(path.join(src, "standins", n), standinScript(n));
@@ -388,7 +390,13 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
           .filter((l) => l !== "")
           .map((l) => {
             const r = JSON.parse(l) as { name: StandinName; argvHex: string[]; uid: number; time: number; envFile?: string };
-            return { name: r.name, argv: r.argvHex.map((h) => Buffer.from(h, "hex").toString("utf8")), uid: r.uid, time: r.time, envFile: r.envFile ?? "" };
+            return {
+              name: r.name,
+              argv: r.argvHex.map((h) => Buffer.from(h, "hex").toString("utf8")),
+              uid: r.uid,
+              time: r.time,
+              envFile: r.envFile ?? "",
+            };
           });
       },
       defineUnit(envFiles) {

@@ -50,7 +50,8 @@ export interface RunRemoteResult {
 
 export function knownHostsLine(host: string, port: number, hostKey: string): string {
   const key = hostKey.trim().split(/\s+/).slice(0, 2).join(" ");
-  if (!/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+$/.test(key)) throw new Error(`hostKey is not an authorized_keys-format public key: ${hostKey}`);
+  if (!/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+$/.test(key))
+    throw new Error(`hostKey is not an authorized_keys-format public key: ${hostKey}`);
   return `${port === 22 ? host : `[${host}]:${port}`} ${key}\n`;
 }
 
@@ -66,25 +67,43 @@ export async function runRemote(conn: RemoteConn, commandText: string, opts: Run
     fs.writeFileSync(keyFile, conn.privateKey.endsWith("\n") ? conn.privateKey : conn.privateKey + "\n", { mode: 0o600 });
 
     const args = [
-      "-F", "/dev/null",
+      "-F",
+      "/dev/null",
       "-T",
-      "-o", "BatchMode=yes",
-      "-o", "StrictHostKeyChecking=yes",
-      "-o", `UserKnownHostsFile=${knownHosts}`,
-      "-o", "GlobalKnownHostsFile=/dev/null",
-      "-o", "CheckHostIP=no",
-      "-o", "UpdateHostKeys=no",
-      "-o", "IdentitiesOnly=yes",
-      "-o", "IdentityAgent=none",
-      "-i", keyFile,
-      "-o", "PasswordAuthentication=no",
-      "-o", "KbdInteractiveAuthentication=no",
-      "-o", "SendEnv=-*",
-      "-o", "ControlMaster=no",
-      "-o", "ControlPath=none",
-      "-o", "ConnectTimeout=10",
-      "-o", "LogLevel=ERROR",
-      "-p", String(conn.port),
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "StrictHostKeyChecking=yes",
+      "-o",
+      `UserKnownHostsFile=${knownHosts}`,
+      "-o",
+      "GlobalKnownHostsFile=/dev/null",
+      "-o",
+      "CheckHostIP=no",
+      "-o",
+      "UpdateHostKeys=no",
+      "-o",
+      "IdentitiesOnly=yes",
+      "-o",
+      "IdentityAgent=none",
+      "-i",
+      keyFile,
+      "-o",
+      "PasswordAuthentication=no",
+      "-o",
+      "KbdInteractiveAuthentication=no",
+      "-o",
+      "SendEnv=-*",
+      "-o",
+      "ControlMaster=no",
+      "-o",
+      "ControlPath=none",
+      "-o",
+      "ConnectTimeout=10",
+      "-o",
+      "LogLevel=ERROR",
+      "-p",
+      String(conn.port),
     ];
     const abortAt = opts.abortAfterStdinBytes;
     if (abortAt !== undefined) {

@@ -77,9 +77,17 @@ test("target: neither, unknown, or both", () => {
 
 test("wrong types are refused", () => {
   assert.ok(problems({ target: "nixos", nixos: { ...nixos, port: "ssh" } }).some((p) => p.startsWith("runner-secrets:nixos.port:")));
-  assert.ok(problems({ target: "nixos", nixos: { ...nixos, keepOnDestroy: "yes" } }).some((p) => p.startsWith("runner-secrets:nixos.keepOnDestroy:")));
+  assert.ok(
+    problems({ target: "nixos", nixos: { ...nixos, keepOnDestroy: "yes" } }).some((p) =>
+      p.startsWith("runner-secrets:nixos.keepOnDestroy:"),
+    ),
+  );
   assert.ok(problems({ target: "kubernetes", kubernetes: "minikube" }).some((p) => p.startsWith("runner-secrets:kubernetes:")));
-  assert.ok(problems({ target: "kubernetes", registryCheck: { timeoutSeconds: -1 } }).some((p) => p.startsWith("runner-secrets:registryCheck.timeoutSeconds:")));
+  assert.ok(
+    problems({ target: "kubernetes", registryCheck: { timeoutSeconds: -1 } }).some((p) =>
+      p.startsWith("runner-secrets:registryCheck.timeoutSeconds:"),
+    ),
+  );
 });
 
 // Values that would change the meaning of a shell command, path or unit if they were let through.
@@ -99,7 +107,10 @@ for (const [key, base] of [
     for (const bad of hostile) {
       const value = key === "envFile" || key === "agentSocketPath" || key === "flake" ? `${base}${bad}` : `${base.slice(0, 3)}${bad}`;
       const p = problems({ target: "nixos", nixos: { ...nixos, [key]: value } });
-      assert.ok(p.some((x) => x.startsWith(`runner-secrets:nixos.${key}:`)), `${JSON.stringify(value)} accepted for ${key}`);
+      assert.ok(
+        p.some((x) => x.startsWith(`runner-secrets:nixos.${key}:`)),
+        `${JSON.stringify(value)} accepted for ${key}`,
+      );
     }
   });
 }
@@ -118,7 +129,10 @@ for (const [key, base] of [
       for (const value of [`${base}${bad}`, `${base.slice(0, 12)}${bad}${base.slice(12)}`]) {
         const extra = group === "onePassword" ? { mode: "connect" } : {};
         const p = problems({ target: "nixos", nixos, [group]: { ...extra, [field]: value } });
-        assert.ok(p.some((x) => x.startsWith(`runner-secrets:${key}:`)), `${JSON.stringify(value)} accepted for ${key}`);
+        assert.ok(
+          p.some((x) => x.startsWith(`runner-secrets:${key}:`)),
+          `${JSON.stringify(value)} accepted for ${key}`,
+        );
       }
     }
   });
@@ -126,7 +140,10 @@ for (const [key, base] of [
 
 test("registryCheck.url is kept exactly as typed (a newline never joins two host names)", () => {
   const p = problems({ target: "nixos", nixos, registryCheck: { url: "https://registry.ops.eblu.mea\nb" } });
-  assert.ok(p.some((x) => x.startsWith("runner-secrets:registryCheck.url:")), p.join("; "));
+  assert.ok(
+    p.some((x) => x.startsWith("runner-secrets:registryCheck.url:")),
+    p.join("; "),
+  );
   for (const url of ["https://registry.ops.eblu.me", "http://127.0.0.1:5000", "https://zot.example:8443/v2-mirror"]) {
     assert.equal(parseConfig(ns({ target: "nixos", nixos, registryCheck: { url } })).registryCheck.url, url);
   }
@@ -134,14 +151,20 @@ test("registryCheck.url is kept exactly as typed (a newline never joins two host
 
 test("envVar must be an environment variable name", () => {
   for (const bad of [...hostile.map((h) => `ZOT${h}`), "1ABC", "A-B", ""]) {
-    assert.ok(problems({ target: "kubernetes", envVar: bad }).some((p) => p.startsWith("runner-secrets:envVar:")), JSON.stringify(bad));
+    assert.ok(
+      problems({ target: "kubernetes", envVar: bad }).some((p) => p.startsWith("runner-secrets:envVar:")),
+      JSON.stringify(bad),
+    );
   }
   assert.equal(parseConfig(ns({ target: "kubernetes", envVar: "REGISTRY_KEY_2" })).envVar, "REGISTRY_KEY_2");
 });
 
 test("paths must be absolute and plain", () => {
   for (const bad of ["etc/x", "/etc/../shadow", "/etc/./x", "/etc/x/", "/etc//x", "/"]) {
-    assert.ok(problems({ target: "nixos", nixos: { ...nixos, envFile: bad } }).some((p) => p.startsWith("runner-secrets:nixos.envFile:")), bad);
+    assert.ok(
+      problems({ target: "nixos", nixos: { ...nixos, envFile: bad } }).some((p) => p.startsWith("runner-secrets:nixos.envFile:")),
+      bad,
+    );
   }
 });
 
@@ -154,8 +177,12 @@ test("host keys: required, right format, data matching the type", () => {
   assert.match(hostKeyProblem(TEST_HOST_KEY.replace("ssh-ed25519", "ssh-rsa"))!, /does not decode to a ssh-rsa key/);
   assert.match(hostKeyProblem("ssh-ed25519 AAAA")!, /does not decode/);
   assert.match(hostKeyProblem(`ssh-ed25519 ${TEST_HOST_KEY.split(" ")[1]}\nextra`)!, /public host key line/);
-  assert.ok(problems({ target: "nixos", nixos: { host: "ringtail" } }).some((p) => /^runner-secrets:nixos.hostKey: is required: pin/.test(p)));
-  assert.ok(problems({ target: "nixos", nixos: { hostKey: "ssh-ed25519 not-base64!" } }).some((p) => p.startsWith("runner-secrets:nixos.hostKey:")));
+  assert.ok(
+    problems({ target: "nixos", nixos: { host: "ringtail" } }).some((p) => /^runner-secrets:nixos.hostKey: is required: pin/.test(p)),
+  );
+  assert.ok(
+    problems({ target: "nixos", nixos: { hostKey: "ssh-ed25519 not-base64!" } }).some((p) => p.startsWith("runner-secrets:nixos.hostKey:")),
+  );
 });
 
 test("kubernetes names follow Kubernetes' rules", () => {
@@ -188,9 +215,21 @@ test("kubernetes names follow Kubernetes' rules", () => {
 });
 
 test("1Password modes: each needs its own setting and refuses the others'", () => {
-  assert.ok(problems({ target: "kubernetes", onePassword: { mode: "connect" } }).some((p) => p.startsWith("runner-secrets:onePassword.connectUrl: is required")));
-  assert.ok(problems({ target: "kubernetes", onePassword: { mode: "desktop" } }).some((p) => p.startsWith("runner-secrets:onePassword.account: is required")));
-  assert.ok(problems({ target: "kubernetes", onePassword: { connectUrl: "http://op-connect:8080" } }).some((p) => p.startsWith("runner-secrets:onePassword.connectUrl: is only used")));
+  assert.ok(
+    problems({ target: "kubernetes", onePassword: { mode: "connect" } }).some((p) =>
+      p.startsWith("runner-secrets:onePassword.connectUrl: is required"),
+    ),
+  );
+  assert.ok(
+    problems({ target: "kubernetes", onePassword: { mode: "desktop" } }).some((p) =>
+      p.startsWith("runner-secrets:onePassword.account: is required"),
+    ),
+  );
+  assert.ok(
+    problems({ target: "kubernetes", onePassword: { connectUrl: "http://op-connect:8080" } }).some((p) =>
+      p.startsWith("runner-secrets:onePassword.connectUrl: is only used"),
+    ),
+  );
   assert.ok(problems({ target: "kubernetes", onePassword: { mode: "sso" } }).some((p) => p.startsWith("runner-secrets:onePassword.mode:")));
   const c = parseConfig(ns({ target: "kubernetes", onePassword: { mode: "connect", connectUrl: "http://op-connect:8080" } }));
   assert.equal(c.onePassword.connectUrl, "http://op-connect:8080");

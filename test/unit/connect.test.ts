@@ -56,7 +56,10 @@ test("vaults: list, filter by title (match and no match), get by id, 404 and 400
 
     const all = await get(c, "/v1/vaults");
     assert.equal(all.status, 200);
-    assert.deepEqual(all.body.map((v: { name: string }) => v.name), ["blumeops", "other vault"]);
+    assert.deepEqual(
+      all.body.map((v: { name: string }) => v.name),
+      ["blumeops", "other vault"],
+    );
 
     const one = await get(c, `/v1/vaults?${titleFilter("other vault")}`);
     assert.equal(one.status, 200);
@@ -139,7 +142,10 @@ test("items: summaries without fields, title filter, full item with fields and s
     assert.deepEqual(pw.sections, []);
 
     const missing = "b".repeat(26);
-    assert.deepEqual(await get(c, `/v1/vaults/${vaultId}/items/${missing}`).then((r) => [r.status, r.body]), [404, { status: 404, message: `item ${missing} not found` }]);
+    assert.deepEqual(await get(c, `/v1/vaults/${vaultId}/items/${missing}`).then((r) => [r.status, r.body]), [
+      404,
+      { status: 404, message: `item ${missing} not found` },
+    ]);
     assert.equal((await get(c, `/v1/vaults/${vault}/items/${id}`)).status, 404, "item of another vault");
     assert.equal((await get(c, `/v1/vaults/${missing}/items/${id}`)).body.message, `vault ${missing} not found`);
 
@@ -166,10 +172,13 @@ test("rotation: setField and putItem change the value, bump version and updatedA
     assert.equal((await get(c, `/v1/vaults/${vaultId}`)).body.contentVersion, vaultBefore.contentVersion + 1);
     assert.throws(() => c.setField("blumeops", "zot-ci-apikey", "nope", "x"), /0 fields/);
 
-    assert.equal(c.putItem("blumeops", "zot-ci-apikey", [
-      { label: "credential", value: "zak_three" },
-      { label: "token", value: "t", section: "registry" },
-    ]), id);
+    assert.equal(
+      c.putItem("blumeops", "zot-ci-apikey", [
+        { label: "credential", value: "zak_three" },
+        { label: "token", value: "t", section: "registry" },
+      ]),
+      id,
+    );
     const replaced = await read();
     assert.equal(replaced.version, after.version + 1);
     assert.equal(replaced.fields[0].value, "zak_three");
@@ -205,5 +214,11 @@ test("requests log never holds the token; delay and down", () =>
     assert.equal(typeof down.body.message, "string");
     c.down = false;
     assert.equal((await get(c, "/v1/vaults")).status, 200);
-    assert.deepEqual(c.requests().slice(-3).map((r) => r.status), [200, 503, 200]);
+    assert.deepEqual(
+      c
+        .requests()
+        .slice(-3)
+        .map((r) => r.status),
+      [200, 503, 200],
+    );
   }, "tok-" + "x".repeat(20)));

@@ -28,10 +28,19 @@ async function refusedOrWorks(envFilePath: string): Promise<void> {
   const mount = spec.containers[0].volumeMounts[0];
   const item = spec.volumes[0].secret.items[0];
   assert.notEqual(mount.mountPath, "/", "the Secret volume would be mounted over the container's root");
-  for (const k of Object.keys(data)) assert.match(k, /^[-._a-zA-Z0-9]+$/, `"${k}" is not a valid Secret key: ESO cannot write the Secret, the ExternalSecret never gets Ready`);
+  for (const k of Object.keys(data))
+    assert.match(
+      k,
+      /^[-._a-zA-Z0-9]+$/,
+      `"${k}" is not a valid Secret key: ESO cannot write the Secret, the ExternalSecret never gets Ready`,
+    );
   const envKey = spec.containers[0].env[0].valueFrom.secretKeyRef.key;
   assert.equal(renderTemplate(data[envKey] ?? "", { apiKey: FAKE_KEY }), FAKE_KEY, "the daemon's env var must get the plain key");
-  assert.equal(renderTemplate(data[item.key] ?? "", { apiKey: FAKE_KEY }), `ZOT_CI_API_KEY='${FAKE_KEY}'\n`, "the env file must get the dotenv line");
+  assert.equal(
+    renderTemplate(data[item.key] ?? "", { apiKey: FAKE_KEY }),
+    `ZOT_CI_API_KEY='${FAKE_KEY}'\n`,
+    "the env file must get the dotenv line",
+  );
   assert.equal(path.posix.join(mount.mountPath, item.path), envFilePath);
 }
 
@@ -56,6 +65,5 @@ describe("indri: envFilePath values that must be refused or made to work", () =>
   it("a file named like the env var (its dotenv line would replace the plain key)", () =>
     refusedOrWorks("/run/secrets/zot-ci/ZOT_CI_API_KEY"));
 
-  it('a file named "key-digest" (the digest would replace the dotenv line)', () =>
-    refusedOrWorks("/run/secrets/zot-ci/key-digest"));
+  it('a file named "key-digest" (the digest would replace the dotenv line)', () => refusedOrWorks("/run/secrets/zot-ci/key-digest"));
 });

@@ -64,9 +64,13 @@ describe("indri: rotation under mocks", () => {
     const patch = b["kubernetes:apps/v1:DeploymentPatch::zot-ci-rollout"].inputs;
     const synced = b["kubernetes:core/v1:SecretPatch::zot-ci-secret-synced"].inputs;
     // Digests, never the key.
-    for (const t of Object.values(es.spec.target.template.data as Record<string, string>)) assert.ok(t.includes(`"${keyDigest(KEY_B)}"`), t);
+    for (const t of Object.values(es.spec.target.template.data as Record<string, string>))
+      assert.ok(t.includes(`"${keyDigest(KEY_B)}"`), t);
     assert.equal(synced.metadata.annotations["runner-secrets/key-digest"], keyDigest(KEY_B));
-    assert.equal(synced.metadata.annotations["pulumi.com/waitFor"], `jsonpath={.data['key-digest']}=${Buffer.from(keyDigest(KEY_B)).toString("base64")}`);
+    assert.equal(
+      synced.metadata.annotations["pulumi.com/waitFor"],
+      `jsonpath={.data['key-digest']}=${Buffer.from(keyDigest(KEY_B)).toString("base64")}`,
+    );
     assert.equal(patch.spec.template.metadata.annotations["runner-secrets/key-digest"], keyDigest(KEY_B));
     assert.notEqual(keyDigest(KEY_A), keyDigest(KEY_B));
     assert.equal(runB.outputs.keyDigest, keyDigest(KEY_B));

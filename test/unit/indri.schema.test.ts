@@ -100,9 +100,21 @@ describe("indri: ExternalSecret against the external-secrets.io/v1 schema", () =
 
   it("fails on wrong enum values and types the CRD constrains", () => {
     const cases: [string, (o: Obj) => void, RegExp][] = [
-      ["creationPolicy Ownr", (o) => (o.spec.target.creationPolicy = "Ownr"), /\/spec\/target\/creationPolicy must be equal to one of the allowed values/],
-      ["store kind Secretstore", (o) => (o.spec.secretStoreRef.kind = "Secretstore"), /\/spec\/secretStoreRef\/kind must be equal to one of the allowed values/],
-      ["engineVersion v3", (o) => (o.spec.target.template.engineVersion = "v3"), /\/spec\/target\/template\/engineVersion must be equal to one of the allowed values/],
+      [
+        "creationPolicy Ownr",
+        (o) => (o.spec.target.creationPolicy = "Ownr"),
+        /\/spec\/target\/creationPolicy must be equal to one of the allowed values/,
+      ],
+      [
+        "store kind Secretstore",
+        (o) => (o.spec.secretStoreRef.kind = "Secretstore"),
+        /\/spec\/secretStoreRef\/kind must be equal to one of the allowed values/,
+      ],
+      [
+        "engineVersion v3",
+        (o) => (o.spec.target.template.engineVersion = "v3"),
+        /\/spec\/target\/template\/engineVersion must be equal to one of the allowed values/,
+      ],
       ["data without secretKey", (o) => delete o.spec.data[0].secretKey, /\/spec\/data\/0 must have required property secretKey/],
       ["template data not a string", (o) => (o.spec.target.template.data.x = 1), /\/spec\/target\/template\/data\/x must be string/],
     ];
@@ -159,7 +171,10 @@ describe("indri: DeploymentPatch parts against the core schemas", () => {
   it("merged into a Deployment like ArgoCD's (runner + dind), the result is a valid Deployment", () => {
     const merged = applyPatch(baseDeployment(), patch) as Obj;
     assert.deepEqual(schemaProblems("Deployment", merged), []);
-    assert.deepEqual(merged.spec.template.spec.containers.map((c: Obj) => c.name), ["runner", "dind"]);
+    assert.deepEqual(
+      merged.spec.template.spec.containers.map((c: Obj) => c.name),
+      ["runner", "dind"],
+    );
     // And the merge really added the parts (so the validation above covered them).
     const runnerC = merged.spec.template.spec.containers[0];
     assert.ok(runnerC.env.some((e: Obj) => e.name === "ZOT_CI_API_KEY"));
@@ -197,7 +212,11 @@ describe("indri: the ExternalSecret does what issue 4 asks", () => {
 
   it("renders only the key up approved: any other key fails the template with a message saying so", () => {
     for (const [k, v] of Object.entries(es.spec.target.template.data as Record<string, string>)) {
-      assert.throws(() => renderTemplate(v, { apiKey: "zak_someotherkey" }), /not the one pulumi up approved \(digest [0-9a-f]{16}\); run pulumi up/, k);
+      assert.throws(
+        () => renderTemplate(v, { apiKey: "zak_someotherkey" }),
+        /not the one pulumi up approved \(digest [0-9a-f]{16}\); run pulumi up/,
+        k,
+      );
       assert.doesNotThrow(() => renderTemplate(v, { apiKey: FAKE_KEY }), k);
     }
   });
@@ -223,7 +242,9 @@ describe("indri: the ExternalSecret does what issue 4 asks", () => {
     assert.deepEqual(Object.keys(t.data).sort(), ["ZOT_CI_API_KEY", "key-digest", envFileKey()].sort());
     // Secret data keys must match Kubernetes' config-key pattern.
     for (const k of Object.keys(t.data)) assert.match(k, /^[-._a-zA-Z0-9]{1,253}$/, k);
-    const rendered = Object.fromEntries(Object.entries(t.data as Record<string, string>).map(([k, v]) => [k, renderTemplate(v, { apiKey: FAKE_KEY })]));
+    const rendered = Object.fromEntries(
+      Object.entries(t.data as Record<string, string>).map(([k, v]) => [k, renderTemplate(v, { apiKey: FAKE_KEY })]),
+    );
     assert.deepEqual(rendered, {
       ZOT_CI_API_KEY: FAKE_KEY,
       [envFileKey()]: `ZOT_CI_API_KEY='${FAKE_KEY}'\n`,
@@ -231,13 +252,9 @@ describe("indri: the ExternalSecret does what issue 4 asks", () => {
     });
   });
 
-  it("the dotenv entry parses (godotenv semantics) to exactly the key, even with $, #, \\ and \" in it", () => {
+  it('the dotenv entry parses (godotenv semantics) to exactly the key, even with $, #, \\ and " in it', () => {
     const t = es.spec.target.template.data[envFileKey()] as string;
-    const keys = [
-      FAKE_KEY,
-      "zak_" + "A1b2-C3d4_E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v",
-      'zak_a$HOME${PATH}b#c d\\e"f`g',
-    ];
+    const keys = [FAKE_KEY, "zak_" + "A1b2-C3d4_E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v", 'zak_a$HOME${PATH}b#c d\\e"f`g'];
     // The body after the approved-key guard (tested above), rendered with each key.
     const body = t.replace(/^\{\{ if ne .*?\{\{ end \}\}/, "");
     assert.notEqual(body, t, "no guard found");
@@ -270,19 +287,22 @@ describe("indri: the DeploymentPatch sets only its own fields", () => {
     const owned = fieldPaths({ spec: patch.spec });
     const c = 'spec.template.spec.containers.k:{"name":"runner"}';
     const v = 'spec.template.spec.volumes.k:{"name":"zot-ci-env"}';
-    assert.deepEqual(owned.sort(), [
-      `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.name`,
-      `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.valueFrom.secretKeyRef`,
-      `${c}.name`,
-      `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.mountPath`,
-      `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.name`,
-      `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.readOnly`,
-      "spec.template.metadata.annotations.runner-secrets/key-digest",
-      `${v}.name`,
-      `${v}.secret.defaultMode`,
-      `${v}.secret.items`,
-      `${v}.secret.secretName`,
-    ].sort());
+    assert.deepEqual(
+      owned.sort(),
+      [
+        `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.name`,
+        `${c}.env.k:{"name":"ZOT_CI_API_KEY"}.valueFrom.secretKeyRef`,
+        `${c}.name`,
+        `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.mountPath`,
+        `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.name`,
+        `${c}.volumeMounts.k:{"mountPath":"/run/secrets/zot-ci"}.readOnly`,
+        "spec.template.metadata.annotations.runner-secrets/key-digest",
+        `${v}.name`,
+        `${v}.secret.defaultMode`,
+        `${v}.secret.items`,
+        `${v}.secret.secretName`,
+      ].sort(),
+    );
     assert.deepEqual(Object.keys(patch.metadata).sort(), ["annotations", "name", "namespace"]);
     assert.equal(patch.metadata.name, "forgejo-runner");
     assert.equal(patch.metadata.namespace, "forgejo-runner");
@@ -292,7 +312,10 @@ describe("indri: the DeploymentPatch sets only its own fields", () => {
     assert.deepEqual(Object.keys(patch.spec), ["template"]);
     assert.deepEqual(Object.keys(patch.spec.template.metadata), ["annotations"]);
     const containers = patch.spec.template.spec.containers as Obj[];
-    assert.deepEqual(containers.map((c) => c.name), ["runner"]);
+    assert.deepEqual(
+      containers.map((c) => c.name),
+      ["runner"],
+    );
     assert.deepEqual(Object.keys(containers[0]).sort(), ["env", "name", "volumeMounts"]);
     assert.deepEqual(Object.keys(patch.spec.template.spec).sort(), ["containers", "volumes"]);
     // Shared with ArgoCD's fields: only the list-map key naming the container.
@@ -325,12 +348,17 @@ describe("indri: the DeploymentPatch sets only its own fields", () => {
     // Forces only over the previous shape's manager: the fields are disjoint from ArgoCD's (above).
     assert.equal(patch.metadata.annotations["pulumi.com/patchForce"], "true");
     const r = await runStack("indri", {
-      config: { "runner-secrets:kubernetes": { container: "daemon", fieldManager: "zot-key-sync", deployment: "runner-x", namespace: "ci" } },
+      config: {
+        "runner-secrets:kubernetes": { container: "daemon", fieldManager: "zot-key-sync", deployment: "runner-x", namespace: "ci" },
+      },
     });
     const { patch: p, es: e } = k8sObjects(r);
     const pi = plainInputs(p);
     assert.match(pi.metadata.annotations["pulumi.com/patchFieldManager"], /^zot-key-sync-[0-9a-f]{8}$/);
-    assert.deepEqual(pi.spec.template.spec.containers.map((c: Obj) => c.name), ["daemon"]);
+    assert.deepEqual(
+      pi.spec.template.spec.containers.map((c: Obj) => c.name),
+      ["daemon"],
+    );
     assert.equal(pi.metadata.name, "runner-x");
     assert.equal(pi.metadata.namespace, "ci");
     assert.equal(plainInputs(e).metadata.namespace, "ci");

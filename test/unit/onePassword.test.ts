@@ -30,10 +30,19 @@ test("credential, password, a labelled field, a field of a named section", () =>
 
 test("missing, empty, ambiguous and unsafe values name vault, item and field", () => {
   assert.throws(() => selectField(item(), { ...ref, field: "nope" }), /no field "nope" of item "zot-ci-apikey" in vault "blumeops"/);
-  assert.throws(() => selectField(item(), { ...ref, field: "password" }), /field "password" of item "zot-ci-apikey" in vault "blumeops" is empty/);
-  assert.throws(() => selectField(item(), { ...ref, field: "token", section: "nope" }), /no section "nope" in item "zot-ci-apikey" \(vault "blumeops"\); its sections: "registry", "old", "older"/);
+  assert.throws(
+    () => selectField(item(), { ...ref, field: "password" }),
+    /field "password" of item "zot-ci-apikey" in vault "blumeops" is empty/,
+  );
+  assert.throws(
+    () => selectField(item(), { ...ref, field: "token", section: "nope" }),
+    /no section "nope" in item "zot-ci-apikey" \(vault "blumeops"\); its sections: "registry", "old", "older"/,
+  );
   assert.throws(() => selectField(item(), { ...ref, field: "dup" }), /ambiguous/);
-  assert.throws(() => selectField(item({ credential: "zak_x\nEVIL=1" }), ref), (e: Error) => /control character/.test(e.message) && !e.message.includes("zak_x"));
+  assert.throws(
+    () => selectField(item({ credential: "zak_x\nEVIL=1" }), ref),
+    (e: Error) => /control character/.test(e.message) && !e.message.includes("zak_x"),
+  );
 });
 
 test("provider arguments per mode", () => {

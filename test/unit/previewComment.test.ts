@@ -153,8 +153,20 @@ interface RunOptions {
 function run(o: RunOptions): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const file = writeOutput(`${o.stack}-${Date.now()}-${Math.random()}.txt`, o.output);
   const args = o.args ?? [
-    "--stack", o.stack, "--output-file", file, "--exit-code", String(o.exitCode ?? 0),
-    "--pr", String(PR), "--repo", `${OWNER}/${REPO}`, "--api-url", stub.url, "--commit", "0123456789abcdef0123",
+    "--stack",
+    o.stack,
+    "--output-file",
+    file,
+    "--exit-code",
+    String(o.exitCode ?? 0),
+    "--pr",
+    String(PR),
+    "--repo",
+    `${OWNER}/${REPO}`,
+    "--api-url",
+    stub.url,
+    "--commit",
+    "0123456789abcdef0123",
   ];
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", SCRIPT, ...args], {
@@ -298,7 +310,8 @@ describe("preview-comment against the Forgejo API stub", () => {
     assert.ok(!body.includes(key));
     // Whatever is left of each base64 text must not decode to anything holding the key's middle.
     for (const m of body.matchAll(/[A-Za-z0-9+/=]{12,}/g)) {
-      for (let cut = 0; cut < 4; cut++) assert.ok(!Buffer.from(m[0].slice(cut), "base64").toString("latin1").includes(key.slice(4, -4)), m[0]);
+      for (let cut = 0; cut < 4; cut++)
+        assert.ok(!Buffer.from(m[0].slice(cut), "base64").toString("latin1").includes(key.slice(4, -4)), m[0]);
     }
     const missing = await run({ stack: "indri", output, env: { RUNNER_SECRETS_REDACT_FILE: path.join(tmp, "absent") } });
     assert.equal(missing.code, 1);
@@ -315,7 +328,9 @@ describe("preview-comment against the Forgejo API stub", () => {
     assert.match(r.stdout, new RegExp(`updated comment ${mine.id}`));
     assert.equal(stub.onIssue(PR).length, 14);
     assert.match(mine.body, /3 to create/);
-    const pages = stub.requests.filter((q) => q.method === "GET" && q.url.includes("/comments")).map((q) => new URL(q.url, "http://x").searchParams.get("page"));
+    const pages = stub.requests
+      .filter((q) => q.method === "GET" && q.url.includes("/comments"))
+      .map((q) => new URL(q.url, "http://x").searchParams.get("page"));
     assert.deepEqual(pages, ["1", "2", "3"]);
   });
 
@@ -373,8 +388,20 @@ describe("preview-comment against the Forgejo API stub", () => {
     const r = await run({
       stack: "indri",
       output: PREVIEW_OK,
-      args: ["--stack", "indri", "--output-file", writeOutput("x.txt", "x"), "--exit-code", "0", "--pr", "7",
-        "--repo", `${OWNER}/${REPO}`, "--api-url", `http://127.0.0.1:${port}/api/v1`],
+      args: [
+        "--stack",
+        "indri",
+        "--output-file",
+        writeOutput("x.txt", "x"),
+        "--exit-code",
+        "0",
+        "--pr",
+        "7",
+        "--repo",
+        `${OWNER}/${REPO}`,
+        "--api-url",
+        `http://127.0.0.1:${port}/api/v1`,
+      ],
     });
     assert.equal(r.code, 1);
     assert.match(r.stderr, new RegExp(`GET http://127\\.0\\.0\\.1:${port}/api/v1/.* failed: ECONNREFUSED`));

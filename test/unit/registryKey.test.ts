@@ -14,7 +14,7 @@ test("digest: 16 hex digits of SHA-256, stable, different per key, not the key",
 test("env file line: plain for ordinary keys, single-quoted (read literally) otherwise", () => {
   assert.equal(envFileLine("ZOT_CI_API_KEY", "zak_abc123"), "ZOT_CI_API_KEY=zak_abc123\n");
   assert.equal(envFileLine("K", "zak_a+b/c=d-e.f"), "K=zak_a+b/c=d-e.f\n");
-  for (const odd of ['a$b', 'a"b', "a#b", "a b", "a\\b", "a`b"]) assert.equal(envFileLine("K", odd), `K='${odd}'\n`);
+  for (const odd of ["a$b", 'a"b', "a#b", "a b", "a\\b", "a`b"]) assert.equal(envFileLine("K", odd), `K='${odd}'\n`);
 });
 
 test("keys that cannot be written safely are refused, never mangled, and not echoed", () => {

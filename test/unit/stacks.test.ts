@@ -23,13 +23,24 @@ function assertKeyOnlyInSecrets(run: StackRun, key: string): string[] {
   return carriers;
 }
 
-const short = (names: string[]) => names.map((n) => n.replace(/^zot-ci-?/, "").replace(/^(deployment-patch)-[0-9a-f]{8}$/, "$1") || "component");
+const short = (names: string[]) =>
+  names.map((n) => n.replace(/^zot-ci-?/, "").replace(/^(deployment-patch)-[0-9a-f]{8}$/, "$1") || "component");
 /** The DeploymentPatch, whose name ends in its shape hash. */
 const patchOf = (run: StackRun) => run.resources.find((r) => r.name.startsWith("zot-ci-deployment-patch-"))!;
 
 test("indri: the component, its providers, the check, the ExternalSecret and the patch", async () => {
   const run = await ok("indri");
-  assert.deepEqual(short(run.resources.map((r) => r.name)).sort(), ["1password", "component", "deployment", "deployment-patch", "external-secret", "k8s", "registry-check", "rollout", "secret-synced"]);
+  assert.deepEqual(short(run.resources.map((r) => r.name)).sort(), [
+    "1password",
+    "component",
+    "deployment",
+    "deployment-patch",
+    "external-secret",
+    "k8s",
+    "registry-check",
+    "rollout",
+    "secret-synced",
+  ]);
   const component = byName(run, "zot-ci");
   assert.equal(component.type, "runner-secrets:index:RunnerRegistryAuth");
   assert.deepEqual(run.outputs, {
@@ -65,7 +76,14 @@ test("indri: a context missing from the kubeconfig stops `up` before anything is
 
 test("ringtail: three remote commands with a pinned host key, run in order", async () => {
   const run = await ok("ringtail");
-  assert.deepEqual(short(run.resources.map((r) => r.name)), ["component", "1password", "registry-check", "env-file", "nixos-rebuild", "restart"]);
+  assert.deepEqual(short(run.resources.map((r) => r.name)), [
+    "component",
+    "1password",
+    "registry-check",
+    "env-file",
+    "nixos-rebuild",
+    "restart",
+  ]);
   const [writer, rebuild, restart] = ["env-file", "nixos-rebuild", "restart"].map((n) => byName(run, n));
   for (const r of [writer, rebuild, restart]) {
     assert.equal(r.type, "command:remote:Command");
@@ -111,7 +129,10 @@ for (const stack of ["indri", "ringtail"]) {
   test(`${stack}: the same key twice registers identical inputs`, async () => {
     const a = await ok(stack);
     const b = await ok(stack);
-    assert.deepEqual(b.resources.map((r) => [r.name, revealed(r.inputs)]), a.resources.map((r) => [r.name, revealed(r.inputs)]));
+    assert.deepEqual(
+      b.resources.map((r) => [r.name, revealed(r.inputs)]),
+      a.resources.map((r) => [r.name, revealed(r.inputs)]),
+    );
   });
 }
 
@@ -136,7 +157,8 @@ test("indri rotation: only the approved digest, the sync wait, the pod-template 
     "zot-ci-secret-synced": ["metadata"],
     "zot-ci-rollout": ["spec"],
   });
-  const es = (r: StackRun) => byName(r, "external-secret").inputs as { metadata: unknown; spec: { target: { template: { data: Record<string, string> } } } };
+  const es = (r: StackRun) =>
+    byName(r, "external-secret").inputs as { metadata: unknown; spec: { target: { template: { data: Record<string, string> } } } };
   assert.deepEqual(es(a).metadata, es(b).metadata);
   for (const t of Object.values(es(b).spec.target.template.data)) assert.ok(t.includes(`"${keyDigest(NEW_KEY)}"`), t);
   const tpl = (r: StackRun) => (byName(r, "rollout").inputs as { spec: { template: { metadata: unknown; spec: unknown } } }).spec.template;
@@ -194,13 +216,22 @@ test("bad config is refused with its key named, and nothing is registered", asyn
 
 test("1Password problems are reported with vault, item and field, and no runner is touched", async () => {
   for (const [opts, message] of [
-    [{ itemError: "item not found" }, /could not read item "zot-ci-apikey" in vault "blumeops" \(wanted field "credential" of item "zot-ci-apikey" in vault "blumeops"\)/],
+    [
+      { itemError: "item not found" },
+      /could not read item "zot-ci-apikey" in vault "blumeops" \(wanted field "credential" of item "zot-ci-apikey" in vault "blumeops"\)/,
+    ],
     [{ item: { credential: "" } }, /field "credential" of item "zot-ci-apikey" in vault "blumeops" is empty/],
-    [{ config: { "runner-secrets:onePassword": { field: "api key" } } }, /there is no field "api key" of item "zot-ci-apikey" in vault "blumeops"/],
+    [
+      { config: { "runner-secrets:onePassword": { field: "api key" } } },
+      /there is no field "api key" of item "zot-ci-apikey" in vault "blumeops"/,
+    ],
     [{ key: "zak_x\nEVIL=1" }, /cannot be used: the key contains a control character/],
   ] as const) {
     const run = await runStack("ringtail", opts);
     assert.match(run.error?.message ?? "", message);
-    assert.ok(!run.resources.some((r) => r.type === "command:remote:Command" || r.type === "command:local:Command"), "a command was registered");
+    assert.ok(
+      !run.resources.some((r) => r.type === "command:remote:Command" || r.type === "command:local:Command"),
+      "a command was registered",
+    );
   }
 });

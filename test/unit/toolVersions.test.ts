@@ -14,7 +14,8 @@ test("mise, the e2e engine build and the PR preview pin the same Pulumi CLI", ()
   assert.ok(tools, "mise.toml has no [tools] table");
   const mise = /^pulumi\s*=\s*"([^"]+)"/m.exec(tools[1])?.[1];
   const engine = /^PULUMI_VERSION=(\S+)$/m.exec(read("test/setup/engine.sh"))?.[1];
-  const workflow = (parseYaml(read(".forgejo/workflows/preview.yaml")) as { jobs: Record<string, { env?: Record<string, string> }> }).jobs.preview.env?.PULUMI_VERSION;
+  const workflow = (parseYaml(read(".forgejo/workflows/preview.yaml")) as { jobs: Record<string, { env?: Record<string, string> }> }).jobs
+    .preview.env?.PULUMI_VERSION;
   assert.ok(mise, "mise.toml [tools] does not pin pulumi");
   assert.equal(engine, mise, "test/setup/engine.sh builds another CLI than mise installs");
   assert.equal(workflow, mise, "the PR preview installs another CLI than mise installs");

@@ -38,7 +38,8 @@ export function kubeClient(cfg: KubernetesConfig): Client {
   const cluster = named("clusters", ctx.cluster)?.cluster;
   const user = named("users", ctx.user)?.user ?? {};
   if (!cluster?.server) throw new Error(`context "${cfg.context}" names no cluster server`);
-  if (user.exec || user["auth-provider"]) throw new Error(`context "${cfg.context}": exec and auth-provider users are not supported by verify`);
+  if (user.exec || user["auth-provider"])
+    throw new Error(`context "${cfg.context}": exec and auth-provider users are not supported by verify`);
   const dir = path.dirname(file);
   const token = user.token ?? (user.tokenFile ? fs.readFileSync(user.tokenFile, "utf8").trim() : undefined);
   const agent = new https.Agent({
@@ -51,15 +52,20 @@ export function kubeClient(cfg: KubernetesConfig): Client {
   return {
     get: (p) =>
       new Promise((resolve, reject) => {
-        const req = https.get(`${server}${p}`, { agent, headers: { accept: "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) }, timeout: 15_000 }, (res) => {
-          let body = "";
-          res.on("data", (d: Buffer) => (body += d.toString()));
-          res.on("end", () => {
-            if (res.statusCode === 404) return resolve(undefined);
-            if (res.statusCode !== 200) return reject(new Error(`GET ${p}: HTTP ${res.statusCode} ${(JSON.parse(body || "{}") as Json).message ?? ""}`.trim()));
-            resolve(JSON.parse(body) as Json);
-          });
-        });
+        const req = https.get(
+          `${server}${p}`,
+          { agent, headers: { accept: "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) }, timeout: 15_000 },
+          (res) => {
+            let body = "";
+            res.on("data", (d: Buffer) => (body += d.toString()));
+            res.on("end", () => {
+              if (res.statusCode === 404) return resolve(undefined);
+              if (res.statusCode !== 200)
+                return reject(new Error(`GET ${p}: HTTP ${res.statusCode} ${(JSON.parse(body || "{}") as Json).message ?? ""}`.trim()));
+              resolve(JSON.parse(body) as Json);
+            });
+          },
+        );
         req.on("timeout", () => req.destroy(new Error(`GET ${server}${p}: timed out`)));
         req.on("error", (e) => reject(new Error(`${server}: ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
       }),
@@ -84,7 +90,11 @@ export async function probeIndri(cfg: KubernetesConfig, client: Client = kubeCli
   };
   const labels = dep?.spec?.selector?.matchLabels as Record<string, string> | undefined;
   if (labels) {
-    const selector = encodeURIComponent(Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(","));
+    const selector = encodeURIComponent(
+      Object.entries(labels)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(","),
+    );
     const list = await client.get(`/api/v1${ns}/pods?labelSelector=${selector}`);
     for (const p of (list?.items ?? []) as Json[]) {
       if (p.metadata.deletionTimestamp || ["Succeeded", "Failed"].includes(p.status?.phase)) continue;

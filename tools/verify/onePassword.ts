@@ -29,7 +29,8 @@ async function viaConnect(op: OnePasswordConfig, token: string, url: string): Pr
   const field = ((item.fields ?? []) as Json[]).find(
     (f) => f.label === op.field && (op.section === undefined || sections.get(f.section?.id) === op.section),
   );
-  if (typeof field?.value !== "string" || field.value === "") throw new Error(`1Password field "${op.field}" of "${op.item}" is missing or empty`);
+  if (typeof field?.value !== "string" || field.value === "")
+    throw new Error(`1Password field "${op.field}" of "${op.item}" is missing or empty`);
   return field.value;
 }
 

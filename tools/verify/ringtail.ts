@@ -30,20 +30,23 @@ export function probeScript(cfg: NixosConfig, envVar: string): string {
   const f = word(cfg.envFile);
   const u = word(cfg.unit);
   const v = word(envVar);
-  return shellCommand(`runner-secrets verify: digests of ${envVar} in ${cfg.envFile} and in the process of ${cfg.unit} (no key is printed)`, [
-    "set -u",
-    `if sudo -n test -f ${f}; then`,
-    `  echo "file=$(sudo -n sed -n "s/^"${v}"=//p" ${f} | sha256sum | cut -c1-16)"`,
-    "else echo file=missing; fi",
-    `if systemctl show -p EnvironmentFiles --value ${u} | grep -qF ${f}; then echo loads=yes; else echo loads=no; fi`,
-    `pid="$(systemctl show -p MainPID --value ${u})"`,
-    'echo "pid=${pid:-0}"',
-    'if [ "${pid:-0}" -gt 0 ] && sudo -n test -r "/proc/$pid/environ"; then',
-    `  if sudo -n grep -qz "^"${v}"=" "/proc/$pid/environ"; then`,
-    `    echo "daemon=$(sudo -n sed -z -n "s/^"${v}"=//p" "/proc/$pid/environ" | sha256sum | cut -c1-16)"`,
-    "  else echo daemon=missing; fi",
-    'else echo "daemon=not running"; fi',
-  ].join("\n"));
+  return shellCommand(
+    `runner-secrets verify: digests of ${envVar} in ${cfg.envFile} and in the process of ${cfg.unit} (no key is printed)`,
+    [
+      "set -u",
+      `if sudo -n test -f ${f}; then`,
+      `  echo "file=$(sudo -n sed -n "s/^"${v}"=//p" ${f} | sha256sum | cut -c1-16)"`,
+      "else echo file=missing; fi",
+      `if systemctl show -p EnvironmentFiles --value ${u} | grep -qF ${f}; then echo loads=yes; else echo loads=no; fi`,
+      `pid="$(systemctl show -p MainPID --value ${u})"`,
+      'echo "pid=${pid:-0}"',
+      'if [ "${pid:-0}" -gt 0 ] && sudo -n test -r "/proc/$pid/environ"; then',
+      `  if sudo -n grep -qz "^"${v}"=" "/proc/$pid/environ"; then`,
+      `    echo "daemon=$(sudo -n sed -z -n "s/^"${v}"=//p" "/proc/$pid/environ" | sha256sum | cut -c1-16)"`,
+      "  else echo daemon=missing; fi",
+      'else echo "daemon=not running"; fi',
+    ].join("\n"),
+  );
 }
 
 /** Runs the probe over OpenSSH with only the pinned host key trusted. */
@@ -62,8 +65,25 @@ export async function probeRingtail(cfg: NixosConfig, envVar: string, sshPrivate
       env.SSH_AUTH_SOCK = cfg.agentSocketPath ?? process.env.SSH_AUTH_SOCK ?? "";
     }
     const args = [
-      "-F", "/dev/null", "-T", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${known}`,
-      "-o", "ConnectTimeout=15", ...auth, "-p", String(cfg.port), "-l", cfg.user, "--", cfg.host, probeScript(cfg, envVar),
+      "-F",
+      "/dev/null",
+      "-T",
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      "StrictHostKeyChecking=yes",
+      "-o",
+      `UserKnownHostsFile=${known}`,
+      "-o",
+      "ConnectTimeout=15",
+      ...auth,
+      "-p",
+      String(cfg.port),
+      "-l",
+      cfg.user,
+      "--",
+      cfg.host,
+      probeScript(cfg, envVar),
     ];
     const out = await new Promise<string>((resolve, reject) =>
       execFile("ssh", args, { env, encoding: "utf8", timeout: 60_000 }, (err, stdout, stderr) => {
@@ -71,7 +91,12 @@ export async function probeRingtail(cfg: NixosConfig, envVar: string, sshPrivate
         else resolve(stdout);
       }),
     );
-    const facts = Object.fromEntries(out.split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    const facts = Object.fromEntries(
+      out
+        .split("\n")
+        .filter((l) => l.includes("="))
+        .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]),
+    );
     if (facts.file === undefined || facts.daemon === undefined) throw new Error(`ssh ${cfg.host}: unexpected probe output`);
     return { file: facts.file, loads: facts.loads === "yes", daemon: facts.daemon, pid: Number(facts.pid ?? 0) };
   } finally {

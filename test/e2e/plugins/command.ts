@@ -70,17 +70,42 @@ function run(cmd: string, args: string[], stdin: string, opts: { cwd?: string; e
 
 /** OpenSSH reports its own failures (connect, host key, auth) with exit 255 and nothing on stdout. */
 function isDialError(r: Ran): boolean {
-  return r.code === 255 && r.stdout === "" && /^(ssh: |Host key verification failed|.*Permission denied|kex_exchange_identification|Connection (closed|reset)|Unable to negotiate)/m.test(r.stderr);
+  return (
+    r.code === 255 &&
+    r.stdout === "" &&
+    /^(ssh: |Host key verification failed|.*Permission denied|kex_exchange_identification|Connection (closed|reset)|Unable to negotiate)/m.test(
+      r.stderr,
+    )
+  );
 }
 
 async function runRemote(c: Connection, command: string, stdin: string): Promise<Ran> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rs-standin-ssh-"));
   try {
-    const args = ["-F", "/dev/null", "-T", "-o", "BatchMode=yes", "-o", `ConnectTimeout=${c.perDialTimeout}`, "-o", "GlobalKnownHostsFile=/dev/null"];
+    const args = [
+      "-F",
+      "/dev/null",
+      "-T",
+      "-o",
+      "BatchMode=yes",
+      "-o",
+      `ConnectTimeout=${c.perDialTimeout}`,
+      "-o",
+      "GlobalKnownHostsFile=/dev/null",
+    ];
     if (c.hostKey) {
       const [type, blob] = c.hostKey.trim().split(/\s+/);
       fs.writeFileSync(path.join(dir, "known_hosts"), `pinned ${type} ${blob}\n`);
-      args.push("-o", "HostKeyAlias=pinned", "-o", `UserKnownHostsFile=${path.join(dir, "known_hosts")}`, "-o", "StrictHostKeyChecking=yes", "-o", `HostKeyAlgorithms=${type}`);
+      args.push(
+        "-o",
+        "HostKeyAlias=pinned",
+        "-o",
+        `UserKnownHostsFile=${path.join(dir, "known_hosts")}`,
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        `HostKeyAlgorithms=${type}`,
+      );
     } else {
       // The real plugin's InsecureIgnoreHostKey.
       args.push("-o", "UserKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=no");
@@ -171,7 +196,10 @@ class CommandProvider implements Provider {
 
   async create(urn: string, props: Props) {
     const ran = await this.exec(urn, props, "create", "create");
-    return { id: `${nameOf(urn)}${randomBytes(4).toString("hex")}`, outs: { ...props, stdout: trimNl(ran.stdout), stderr: trimNl(ran.stderr) } };
+    return {
+      id: `${nameOf(urn)}${randomBytes(4).toString("hex")}`,
+      outs: { ...props, stdout: trimNl(ran.stdout), stderr: trimNl(ran.stderr) },
+    };
   }
 
   async update(urn: string, _id: string, olds: Props, news: Props) {
@@ -192,16 +220,29 @@ class CommandProvider implements Provider {
     const environment = (reveal(props.environment) as Record<string, string> | undefined) ?? {};
     const local = urn.includes("command:local:Command");
     if (!local && Object.keys(environment).length > 0) {
-      throw new Error(`could not set environment variable "${Object.keys(environment)[0]}": ssh: setenv failed (stand-in: environment is not sent)`);
+      throw new Error(
+        `could not set environment variable "${Object.keys(environment)[0]}": ssh: setenv failed (stand-in: environment is not sent)`,
+      );
     }
     if (!local && op !== "create" && props.addPreviousOutputInEnv !== false && (previous?.stdout || previous?.stderr)) {
-      await this.engine?.send(urn, "Unable to set 'PULUMI_COMMAND_STDOUT'. This only works if your SSH server is configured to accept these variables", "warning", false);
+      await this.engine?.send(
+        urn,
+        "Unable to set 'PULUMI_COMMAND_STDOUT'. This only works if your SSH server is configured to accept these variables",
+        "warning",
+        false,
+      );
     }
     const ran = local
-      ? await run("/bin/sh", ["-c", command], stdin, { cwd: (reveal(props.dir) as string | undefined) ?? process.cwd(), env: { ...process.env, ...environment } })
+      ? await run("/bin/sh", ["-c", command], stdin, {
+          cwd: (reveal(props.dir) as string | undefined) ?? process.cwd(),
+          env: { ...process.env, ...environment },
+        })
       : await runRemote(reveal(props.connection) as Connection, command, stdin);
     const logging = (props.logging as string | undefined) ?? "stdoutAndStderr";
-    const shown = [logging === "stdout" || logging === "stdoutAndStderr" ? ran.stdout : "", logging === "stderr" || logging === "stdoutAndStderr" ? ran.stderr : ""].join("");
+    const shown = [
+      logging === "stdout" || logging === "stdoutAndStderr" ? ran.stdout : "",
+      logging === "stderr" || logging === "stdoutAndStderr" ? ran.stderr : "",
+    ].join("");
     for (const line of shown.split("\n").filter((l) => l !== "")) await this.engine?.send(urn, line);
     if (ran.code !== 0) {
       const status = local ? `exit status ${ran.code}` : `Process exited with status ${ran.code}`;

@@ -49,7 +49,7 @@ class OnePasswordProvider implements Provider {
     const serviceAccountToken = get("serviceAccountToken") || process.env.OP_SERVICE_ACCOUNT_TOKEN;
     const account = get("account") || process.env.OP_ACCOUNT;
     if ((url || token) && (serviceAccountToken || account)) {
-      throw new Error("Either Connect credentials (\"token\" and \"url\") or \"serviceAccountToken\" or \"account\" can be set");
+      throw new Error('Either Connect credentials ("token" and "url") or "serviceAccountToken" or "account" can be set');
     }
     if (!url || !token) throw new Error("onepassword stand-in: only Connect mode is implemented (set url and token)");
     this.url = url.replace(/\/+$/, "");

@@ -93,13 +93,14 @@ const KIND = { add: 0, delete: 2, update: 4 } as const;
 export function serve(p: Provider): void {
   const engine = new EngineLog(process.argv[2]);
   (p as { engine?: EngineLog }).engine = engine;
-  const wrap =
-    (f: (req: any) => unknown | Promise<unknown>) =>
-    (call: { request: any }, cb: Callback) => {
-      Promise.resolve()
-        .then(() => f(call.request))
-        .then((v) => cb(null, v), (e) => fail(cb, e));
-    };
+  const wrap = (f: (req: any) => unknown | Promise<unknown>) => (call: { request: any }, cb: Callback) => {
+    Promise.resolve()
+      .then(() => f(call.request))
+      .then(
+        (v) => cb(null, v),
+        (e) => fail(cb, e),
+      );
+  };
   const impl = {
     getPluginInfo: wrap(() => {
       const r = new plugproto.PluginInfo();

@@ -81,10 +81,28 @@ const CONNECT_VERSION = "1.7.1";
 const ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
 const ID_RE = /^[a-z0-9]{26}$/;
 const CATEGORIES = new Set([
-  "LOGIN", "PASSWORD", "API_CREDENTIAL", "SERVER", "DATABASE", "CREDIT_CARD", "MEMBERSHIP", "PASSPORT",
-  "SOFTWARE_LICENSE", "OUTDOOR_LICENSE", "SECURE_NOTE", "WIRELESS_ROUTER", "BANK_ACCOUNT", "DRIVER_LICENSE",
-  "IDENTITY", "REWARD_PROGRAM", "DOCUMENT", "EMAIL_ACCOUNT", "SOCIAL_SECURITY_NUMBER", "MEDICAL_RECORD",
-  "SSH_KEY", "CUSTOM",
+  "LOGIN",
+  "PASSWORD",
+  "API_CREDENTIAL",
+  "SERVER",
+  "DATABASE",
+  "CREDIT_CARD",
+  "MEMBERSHIP",
+  "PASSPORT",
+  "SOFTWARE_LICENSE",
+  "OUTDOOR_LICENSE",
+  "SECURE_NOTE",
+  "WIRELESS_ROUTER",
+  "BANK_ACCOUNT",
+  "DRIVER_LICENSE",
+  "IDENTITY",
+  "REWARD_PROGRAM",
+  "DOCUMENT",
+  "EMAIL_ACCOUNT",
+  "SOCIAL_SECURITY_NUMBER",
+  "MEDICAL_RECORD",
+  "SSH_KEY",
+  "CUSTOM",
 ]);
 
 function newId(): string {
@@ -124,7 +142,10 @@ interface StoredVault {
 }
 
 class HttpError extends Error {
-  constructor(readonly status: number, message: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -227,12 +248,21 @@ export async function startConnect(opts: { token?: string; port?: number } = {})
     return v;
   }
 
-  function route(method: string, path: string, params: URLSearchParams, auth: string | undefined): { status: number; body: unknown; text?: string } {
+  function route(
+    method: string,
+    path: string,
+    params: URLSearchParams,
+    auth: string | undefined,
+  ): { status: number; body: unknown; text?: string } {
     if (path === "/heartbeat" && method === "GET") return { status: 200, body: undefined, text: "." };
     if (path === "/health" && method === "GET") {
       return {
         status: 200,
-        body: { name: "1Password Connect API", version: CONNECT_VERSION, dependencies: [{ service: "sqlite", status: "ACTIVE", message: "stand-in" }] },
+        body: {
+          name: "1Password Connect API",
+          version: CONNECT_VERSION,
+          dependencies: [{ service: "sqlite", status: "ACTIVE", message: "stand-in" }],
+        },
       };
     }
     if (path !== "/v1" && !path.startsWith("/v1/")) throw new HttpError(404, "Not Found");
@@ -343,7 +373,15 @@ export async function startConnect(opts: { token?: string; port?: number } = {})
     addVault(name) {
       if (vaults.some((v) => v.name === name)) throw new Error(`connect stand-in: vault ${JSON.stringify(name)} exists`);
       const now = stamp();
-      const v: StoredVault = { id: newId(), name, attributeVersion: 1, contentVersion: 1, createdAt: now, updatedAt: now, items: new Map() };
+      const v: StoredVault = {
+        id: newId(),
+        name,
+        attributeVersion: 1,
+        contentVersion: 1,
+        createdAt: now,
+        updatedAt: now,
+        items: new Map(),
+      };
       vaults.push(v);
       return v.id;
     },

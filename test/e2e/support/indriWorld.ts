@@ -173,7 +173,11 @@ function startKubelet(api: ApiServer): { starts: PodStart[]; stop(): void } {
           status: {
             phase: "Running",
             startTime: now,
-            conditions: ["Initialized", "ContainersReady", "Ready", "PodScheduled"].map((type) => ({ type, status: "True", lastTransitionTime: now })),
+            conditions: ["Initialized", "ContainersReady", "Ready", "PodScheduled"].map((type) => ({
+              type,
+              status: "True",
+              lastTransitionTime: now,
+            })),
           },
         },
         "application/merge-patch+json",
@@ -196,7 +200,11 @@ export async function startIndriWorld(): Promise<IndriWorld> {
     const bin = requireBinaries();
     for (const crd of ["externalsecrets", "secretstores", "clustersecretstores"]) {
       const text = fs.readFileSync(path.join(bin.esoCrds, `external-secrets.io_${crd}.yaml`), "utf8");
-      await must(api, `CRD ${crd}`, api.apply(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd}.external-secrets.io`, text, "test-setup"));
+      await must(
+        api,
+        `CRD ${crd}`,
+        api.apply(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd}.external-secrets.io`, text, "test-setup"),
+      );
     }
     for (;;) {
       const r = await api.request("GET", "/apis/external-secrets.io/v1/externalsecrets");
@@ -214,13 +222,26 @@ export async function startIndriWorld(): Promise<IndriWorld> {
     cleanup.push(() => registry.stop());
 
     // The ClusterSecretStore indri has: 1Password Connect, the token in a Secret.
-    await must(api, "namespace", api.apply("/api/v1/namespaces/external-secrets", { apiVersion: "v1", kind: "Namespace", metadata: { name: "external-secrets" } }, "test-setup"));
+    await must(
+      api,
+      "namespace",
+      api.apply(
+        "/api/v1/namespaces/external-secrets",
+        { apiVersion: "v1", kind: "Namespace", metadata: { name: "external-secrets" } },
+        "test-setup",
+      ),
+    );
     await must(
       api,
       "connect token",
       api.apply(
         "/api/v1/namespaces/external-secrets/secrets/onepassword-connect-token",
-        { apiVersion: "v1", kind: "Secret", metadata: { name: "onepassword-connect-token", namespace: "external-secrets" }, stringData: { token: connect.token } },
+        {
+          apiVersion: "v1",
+          kind: "Secret",
+          metadata: { name: "onepassword-connect-token", namespace: "external-secrets" },
+          stringData: { token: connect.token },
+        },
         "test-setup",
       ),
     );
@@ -238,7 +259,9 @@ export async function startIndriWorld(): Promise<IndriWorld> {
               onepassword: {
                 connectHost: connect.url,
                 vaults: { [VAULT]: 1 },
-                auth: { secretRef: { connectTokenSecretRef: { name: "onepassword-connect-token", key: "token", namespace: "external-secrets" } } },
+                auth: {
+                  secretRef: { connectTokenSecretRef: { name: "onepassword-connect-token", key: "token", namespace: "external-secrets" } },
+                },
               },
             },
           },
@@ -273,7 +296,11 @@ export async function startIndriWorld(): Promise<IndriWorld> {
       },
       starts: (ns) => kubelet.starts.filter((s) => ns === undefined || s.namespace === ns),
       auditMark: () => api.auditEvents().length,
-      mutations: (mark) => api.auditEvents().slice(mark).filter((e) => e.user === "pulumi" && MUTATING.has(e.verb)),
+      mutations: (mark) =>
+        api
+          .auditEvents()
+          .slice(mark)
+          .filter((e) => e.user === "pulumi" && MUTATING.has(e.verb)),
       async argoSync(ns, opts = {}) {
         const dep = baseDeployment() as Obj;
         dep.metadata.namespace = ns;
@@ -284,7 +311,11 @@ export async function startIndriWorld(): Promise<IndriWorld> {
         if (existing.status === 404) {
           return must(api, "argocd create", api.request("POST", `/apis/apps/v1/namespaces/${ns}/deployments?fieldManager=${ARGOCD}`, dep));
         }
-        return must(api, "argocd sync", api.request("PATCH", `${url}?fieldManager=${ARGOCD}`, dep, "application/strategic-merge-patch+json"));
+        return must(
+          api,
+          "argocd sync",
+          api.request("PATCH", `${url}?fieldManager=${ARGOCD}`, dep, "application/strategic-merge-patch+json"),
+        );
       },
       async get(urlPath) {
         const r = await api.request("GET", urlPath);
@@ -309,7 +340,15 @@ export interface Indri {
 /** An indri project in a namespace of its own, with ArgoCD's Deployment there, configured as an operator would. */
 export async function indriProject(world: IndriWorld, name: string): Promise<Indri> {
   const namespace = `rs-${name}`;
-  await must(world.api, "namespace", world.api.apply(`/api/v1/namespaces/${namespace}`, { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } }, "test-setup"));
+  await must(
+    world.api,
+    "namespace",
+    world.api.apply(
+      `/api/v1/namespaces/${namespace}`,
+      { apiVersion: "v1", kind: "Namespace", metadata: { name: namespace } },
+      "test-setup",
+    ),
+  );
   await world.argoSync(namespace);
   const project = await newProject("indri");
   const set = project.configSet.bind(project);

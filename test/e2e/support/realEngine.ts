@@ -28,7 +28,8 @@ let binDir: string | undefined;
 /** The directory engine.sh fills (it builds what is missing: minutes on a cold machine). */
 export function e2eBin(): string {
   if (binDir) return binDir;
-  const dir = process.env.RS_E2E_BIN ?? execFileSync("bash", [path.join(ROOT, "test/setup/engine.sh"), "--print"], { encoding: "utf8" }).trim();
+  const dir =
+    process.env.RS_E2E_BIN ?? execFileSync("bash", [path.join(ROOT, "test/setup/engine.sh"), "--print"], { encoding: "utf8" }).trim();
   if (!fs.existsSync(path.join(dir, "pulumi"))) {
     execFileSync("bash", [path.join(ROOT, "test/setup/engine.sh")], { stdio: "inherit" });
   }
@@ -174,13 +175,23 @@ export async function newProject(stackName: "ringtail" | "indri", opts: { env?: 
     env,
     cli,
     configSet(key, value, o = {}) {
-      const args = ["config", "set", ...(o.path ? ["--path"] : []), ...(o.secret ? ["--secret"] : []), ...(o.plaintext ? ["--plaintext"] : []), key];
+      const args = [
+        "config",
+        "set",
+        ...(o.path ? ["--path"] : []),
+        ...(o.secret ? ["--secret"] : []),
+        ...(o.plaintext ? ["--plaintext"] : []),
+        key,
+      ];
       // A secret goes on stdin, as `pulumi config set --secret KEY` then typing it would.
       const r = o.secret ? cli(args, { input: value }) : cli([...args, "--", value]);
       if (r.code !== 0) throw new Error(`pulumi ${args.join(" ")} failed (exit ${r.code}): ${r.stderr}${r.stdout}`);
     },
     up: (o = {}) =>
-      ran((onOutput) => stack.up({ onOutput, color: "never", replace: o.replace, refresh: o.refresh, signal: o.signal, diff: true }), o.onOutput),
+      ran(
+        (onOutput) => stack.up({ onOutput, color: "never", replace: o.replace, refresh: o.refresh, signal: o.signal, diff: true }),
+        o.onOutput,
+      ),
     preview: (o = {}) => ran((onOutput) => stack.preview({ onOutput, color: "never", replace: o.replace, refresh: o.refresh, diff: true })),
     destroy: () => ran((onOutput) => stack.destroy({ onOutput, color: "never" })),
     exportText() {
@@ -208,7 +219,9 @@ export async function newProject(stackName: "ringtail" | "indri", opts: { env?: 
       const state = await stack.exportStack();
       const urns = ((state.deployment as { resources?: { urn: string }[] }).resources ?? []).map((r) => r.urn);
       // A name ending in "-" matches names with that prefix (e.g. a shape-hashed name).
-      const hit = urns.filter((u) => (nameSuffix.endsWith("-") ? u.split("::").pop()!.startsWith(nameSuffix) : u.endsWith(`::${nameSuffix}`)));
+      const hit = urns.filter((u) =>
+        nameSuffix.endsWith("-") ? u.split("::").pop()!.startsWith(nameSuffix) : u.endsWith(`::${nameSuffix}`),
+      );
       if (hit.length !== 1) throw new Error(`no single resource named ${nameSuffix} in ${urns.join(", ")}`);
       return hit[0];
     },
@@ -254,5 +267,3 @@ export function killEngine(project: Project): number {
   }
   return killed;
 }
-
-
