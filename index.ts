@@ -9,8 +9,8 @@ import { RunnerRegistryAuth } from "./components/runnerRegistryAuth";
 const config = readStackConfig();
 const target =
   config.target === "kubernetes"
-    ? new KubernetesTarget(config.kubernetes!, { preview: pulumi.runtime.isDryRun() })
-    : new NixosTarget(config.nixos!, config.secrets.sshPrivateKey);
+    ? new KubernetesTarget(config.kubernetes, { preview: pulumi.runtime.isDryRun() })
+    : new NixosTarget(config.nixos, config.secrets.sshPrivateKey);
 
 const auth = new RunnerRegistryAuth("zot-ci", {
   onePassword: config.onePassword,

@@ -8,7 +8,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { parse as parseYaml } from "yaml";
-import type { KubernetesConfig } from "../lib/config";
+import { ConfigError, type KubernetesConfig } from "../lib/config";
 import type { FieldRef } from "./onePassword";
 import type { RunnerTarget, TargetContext, TargetResult } from "./target";
 
@@ -134,7 +134,8 @@ export class KubernetesTarget implements RunnerTarget {
     const files = kubeconfigPaths(cfg).map((p) => ({ path: p, text: read(p) }));
     const problem = kubeContextProblem(cfg.context, files);
     this.clusterVisible = !problem;
-    if (problem && !opts.preview) throw new Error(problem);
+    // A config error (no stack trace on `up`), before any resource is registered.
+    if (problem && !opts.preview) throw new ConfigError([problem]);
     // A preview without cluster access (e.g. on a pull request) only shows what would change.
     if (problem) pulumi.log.warn(problem);
   }

@@ -75,16 +75,24 @@ export interface KeyRead {
  * wrapped as a secret right here, before anything else can see it.
  */
 export function readKey(ref: FieldRef, opts: pulumi.InvokeOptions): KeyRead {
+  // Reported against the component (its URN, no stack trace) when there is one.
+  const against = (message: string) => (opts.parent ? new pulumi.ResourceError(message, opts.parent, true) : new ItemFieldError(message));
   const item = pulumi.output({ vault: ref.vault, title: ref.item }).apply((args) =>
     onepassword.getItem(args, opts).catch((err: unknown) => {
       // gRPC errors from the engine carry the provider's words in `details`.
       const e = err as { message?: string; details?: string };
       const cause = e?.details || e?.message || String(err);
-      throw new ItemFieldError(
-        `1Password: could not read item "${ref.item}" in vault "${ref.vault}" (wanted ${describeRef(ref)}): ${cause}`,
-      );
+      throw against(`1Password: could not read item "${ref.item}" in vault "${ref.vault}" (wanted ${describeRef(ref)}): ${cause}`);
     }),
   );
-  const key = registryKey(item.apply((i) => selectField(i, ref)));
+  const key = registryKey(
+    item.apply((i) => {
+      try {
+        return selectField(i, ref);
+      } catch (err) {
+        throw err instanceof ItemFieldError ? against(err.message) : err;
+      }
+    }),
+  );
   return { key, itemId: item.apply((i) => i.uuid || i.id) };
 }

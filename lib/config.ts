@@ -260,15 +260,19 @@ export type NixosConfig = z.output<typeof nixosSchema>;
 export type RegistryCheckConfig = Parsed["registryCheck"];
 
 /** The validated stack configuration. Credentials are kept apart so they can be wrapped as secrets. */
-export interface StackConfig {
-  target: "kubernetes" | "nixos";
+interface CommonConfig<Secret> {
   envVar: string;
   onePassword: OnePasswordConfig;
-  kubernetes?: KubernetesConfig;
-  nixos?: NixosConfig;
   registryCheck: RegistryCheckConfig;
-  secrets: { onePasswordToken?: string; sshPrivateKey?: string };
+  secrets: { onePasswordToken?: Secret; sshPrivateKey?: Secret };
 }
+
+/** The validated stack config: exactly one target's settings, told apart by `target`. */
+export type TargetConfig =
+  | { target: "kubernetes"; kubernetes: KubernetesConfig; nixos?: undefined }
+  | { target: "nixos"; nixos: NixosConfig; kubernetes?: undefined };
+
+export type StackConfig = CommonConfig<string> & TargetConfig;
 
 // A RunError: `pulumi up` prints the message alone, without a stack trace.
 export class ConfigError extends pulumi.RunError {
@@ -323,12 +327,12 @@ export function parseConfig(raw: Record<string, string>, secretKeys: readonly st
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   const { onePasswordToken, sshPrivateKey, kubernetes, nixos, ...rest } = result.data;
   // Only the chosen target's settings are kept (the other one is at most the empty default).
-  return {
-    ...rest,
-    kubernetes: rest.target === "kubernetes" ? (kubernetes ?? kubernetesSchema.parse({})) : undefined,
-    nixos: rest.target === "nixos" ? nixos : undefined,
-    secrets: { onePasswordToken, sshPrivateKey },
-  };
+  const { target, ...common } = rest;
+  const secrets = { onePasswordToken, sshPrivateKey };
+  if (target === "kubernetes") return { ...common, secrets, target, kubernetes: kubernetes ?? kubernetesSchema.parse({}) };
+  // crossKeyProblems has refused a nixos target without nixos settings.
+  if (nixos === undefined) throw new ConfigError([`${NAMESPACE}:nixos: is required when target is "nixos"`]);
+  return { ...common, secrets, target, nixos };
 }
 
 function describeIssue(issue: z.core.$ZodIssue, input: Record<string, unknown>): string {
@@ -365,9 +369,8 @@ function valueAt(obj: unknown, path: string[]): unknown {
 }
 
 /** The stack's configuration as the program uses it: credentials wrapped as Pulumi secrets. */
-export type LoadedConfig = Omit<StackConfig, "secrets"> & {
-  secrets: { onePasswordToken?: pulumi.Output<string>; sshPrivateKey?: pulumi.Output<string> };
-};
+/** The stack config as the program uses it: credentials as Pulumi secrets. */
+export type LoadedConfig = CommonConfig<pulumi.Output<string>> & TargetConfig;
 
 /** Reads and validates this stack's configuration from the Pulumi runtime. */
 export function readStackConfig(): LoadedConfig {

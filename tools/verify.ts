@@ -76,7 +76,7 @@ export async function verifyStack(stack: string): Promise<Report> {
   const upTodo = `run pulumi up -s ${stack}`;
 
   if (cfg.target === "nixos") {
-    const n = cfg.nixos!;
+    const n = cfg.nixos;
     let f: RingtailFacts;
     try {
       f = await probeRingtail(n, cfg.envVar, cfg.secrets.sshPrivateKey);
@@ -111,7 +111,7 @@ export async function verifyStack(stack: string): Promise<Report> {
     return { stack, verdict: "current", seen, todo: "" };
   }
 
-  const k = cfg.kubernetes!;
+  const k = cfg.kubernetes;
   let f: IndriFacts;
   try {
     f = await probeIndri(k);

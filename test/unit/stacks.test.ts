@@ -1,6 +1,7 @@
 // Both committed stacks, run for real (index.ts) under Pulumi's mocks.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import * as pulumi from "@pulumi/pulumi";
 import { keyDigest } from "../../lib/registryKey";
 import { byName, FAKE_KEY, isSecretValue, plainParts, Registered, revealed, runStack, StackRun } from "../support/mockStack";
 
@@ -65,6 +66,7 @@ test("indri: an explicit provider pinned to the configured context, used by ever
 test("indri: a context missing from the kubeconfig stops `up` before anything is registered", async () => {
   const run = await runStack("indri", { config: { "runner-secrets:kubernetes": { context: "minkube" } } });
   assert.match(run.error?.message ?? "", /kube context "minkube" not found in .*contexts there: minikube, other-cluster/);
+  assert.ok(pulumi.RunError.isInstance(run.error), "a config error must be a RunError (no stack trace on up)");
   assert.equal(run.resources.length, 0);
   const none = await runStack("indri", { kubeconfig: null });
   assert.match(none.error?.message ?? "", /kube context "minikube" not found .*no such file/);
@@ -229,6 +231,8 @@ test("1Password problems are reported with vault, item and field, and no runner 
   ] as const) {
     const run = await runStack("ringtail", opts);
     assert.match(run.error?.message ?? "", message);
+    // Reported against the component (its URN in the engine's error), without a stack trace.
+    assert.ok(pulumi.ResourceError.isInstance(run.error), `not a ResourceError: ${run.error}`);
     assert.ok(
       !run.resources.some((r) => r.type === "command:remote:Command" || r.type === "command:local:Command"),
       "a command was registered",
