@@ -2,7 +2,6 @@
 // only the caFile option makes trusted), and the CLI as an operator runs it.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as https from "node:https";
 import * as path from "node:path";
@@ -10,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { checkRegistry, RegistryCheckError, scrub, secretForms, type RegistryCheckOptions } from "../../checker/registryCheck";
 import { CHECKER_CLI } from "../../components/registryGate";
 import { freePort, randomKey, startRegistry, startSilentServer, type TestRegistry } from "../support/registry";
+import { runTs, type Ran } from "../support/runTs";
 
 const USER = "zot-ci";
 const PROBE = "runner-secrets/probe";
@@ -29,25 +29,9 @@ async function rejection(p: Promise<unknown>): Promise<RegistryCheckError> {
   assert.fail("expected the check to fail, but it passed");
 }
 
-function runCli(
-  args: string[],
-  stdin: string,
-  env?: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
-      cwd: path.join(__dirname, "..", ".."),
-      stdio: ["pipe", "pipe", "pipe"],
-      ...(env ? { env: { PATH: process.env.PATH ?? "", ...env } } : {}),
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(stdin);
-  });
+function runCli(args: string[], stdin: string, env?: Record<string, string>): Promise<Ran> {
+  const root = path.join(__dirname, "..", "..");
+  return runTs(CLI, args, { cwd: root, stdin, ...(env ? { env: { PATH: process.env.PATH ?? "", ...env } } : {}) });
 }
 
 function assertNoSecret(text: string, key: string): void {

@@ -14,6 +14,7 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { knownHostsLine, pinnedSshOptions } from "../../lib/openssh";
 
 export interface RemoteConn {
   host: string;
@@ -48,13 +49,6 @@ export interface RunRemoteResult {
   aborted: boolean;
 }
 
-export function knownHostsLine(host: string, port: number, hostKey: string): string {
-  const key = hostKey.trim().split(/\s+/).slice(0, 2).join(" ");
-  if (!/^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/=]+$/.test(key))
-    throw new Error(`hostKey is not an authorized_keys-format public key: ${hostKey}`);
-  return `${port === 22 ? host : `[${host}]:${port}`} ${key}\n`;
-}
-
 export async function runRemote(conn: RemoteConn, commandText: string, opts: RunRemoteOptions = {}): Promise<RunRemoteResult> {
   // Empty text would make ssh ask for a shell instead of an exec request.
   if (commandText === "") throw new Error("runRemote: empty command text");
@@ -67,41 +61,10 @@ export async function runRemote(conn: RemoteConn, commandText: string, opts: Run
     fs.writeFileSync(keyFile, conn.privateKey.endsWith("\n") ? conn.privateKey : conn.privateKey + "\n", { mode: 0o600 });
 
     const args = [
-      "-F",
-      "/dev/null",
-      "-T",
-      "-o",
-      "BatchMode=yes",
-      "-o",
-      "StrictHostKeyChecking=yes",
-      "-o",
-      `UserKnownHostsFile=${knownHosts}`,
-      "-o",
-      "GlobalKnownHostsFile=/dev/null",
-      "-o",
-      "CheckHostIP=no",
-      "-o",
-      "UpdateHostKeys=no",
-      "-o",
-      "IdentitiesOnly=yes",
-      "-o",
-      "IdentityAgent=none",
+      ...pinnedSshOptions(knownHosts, 10),
+      ...["IdentitiesOnly=yes", "IdentityAgent=none", "LogLevel=ERROR"].flatMap((o) => ["-o", o]),
       "-i",
       keyFile,
-      "-o",
-      "PasswordAuthentication=no",
-      "-o",
-      "KbdInteractiveAuthentication=no",
-      "-o",
-      "SendEnv=-*",
-      "-o",
-      "ControlMaster=no",
-      "-o",
-      "ControlPath=none",
-      "-o",
-      "ConnectTimeout=10",
-      "-o",
-      "LogLevel=ERROR",
       "-p",
       String(conn.port),
     ];

@@ -3,7 +3,6 @@
 // X-Total-Count) and records every request. The script runs as a child process, as in CI.
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -13,6 +12,7 @@ import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { buildBody, keepTail, marker, resourceSummary } from "../../ci/previewComment/body";
 import { redact } from "../../lib/redact";
 import { freePort } from "../support/registry";
+import { runTs, type Ran } from "../support/runTs";
 
 const SCRIPT = path.join(__dirname, "..", "..", "ci", "previewComment", "main.ts");
 const TOKEN = "job-token-7f3a9c";
@@ -150,7 +150,7 @@ interface RunOptions {
   args?: string[];
 }
 
-function run(o: RunOptions): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(o: RunOptions): Promise<Ran> {
   const file = writeOutput(`${o.stack}-${Date.now()}-${Math.random()}.txt`, o.output);
   const args = o.args ?? [
     "--stack",
@@ -168,18 +168,7 @@ function run(o: RunOptions): Promise<{ code: number | null; stdout: string; stde
     "--commit",
     "0123456789abcdef0123",
   ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", SCRIPT, ...args], {
-      env: { PATH: process.env.PATH ?? "", FORGEJO_TOKEN: TOKEN, ...o.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
+  return runTs(SCRIPT, args, { env: { PATH: process.env.PATH ?? "", FORGEJO_TOKEN: TOKEN, ...o.env } });
 }
 
 const PREVIEW_OK = [

@@ -9,6 +9,7 @@ import * as path from "node:path";
 import type { NixosConfig } from "../../lib/config";
 import { envFileLine } from "../../lib/registryKey";
 import { shellCommand, word } from "../../lib/remoteScript";
+import { knownHostsLine, pinnedSshOptions } from "../../lib/openssh";
 
 export interface RingtailFacts {
   /** Digest (16 hex) of the env file's value for envVar with its newline, "missing" when absent. */
@@ -54,7 +55,7 @@ export async function probeRingtail(cfg: NixosConfig, envVar: string, sshPrivate
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rs-verify-"));
   try {
     const known = path.join(dir, "known_hosts");
-    fs.writeFileSync(known, `${cfg.port === 22 ? cfg.host : `[${cfg.host}]:${cfg.port}`} ${cfg.hostKey}\n`, { mode: 0o600 });
+    fs.writeFileSync(known, knownHostsLine(cfg.host, cfg.port, cfg.hostKey), { mode: 0o600 });
     const auth: string[] = [];
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
     if (sshPrivateKey) {
@@ -65,17 +66,7 @@ export async function probeRingtail(cfg: NixosConfig, envVar: string, sshPrivate
       env.SSH_AUTH_SOCK = cfg.agentSocketPath ?? process.env.SSH_AUTH_SOCK ?? "";
     }
     const args = [
-      "-F",
-      "/dev/null",
-      "-T",
-      "-o",
-      "BatchMode=yes",
-      "-o",
-      "StrictHostKeyChecking=yes",
-      "-o",
-      `UserKnownHostsFile=${known}`,
-      "-o",
-      "ConnectTimeout=15",
+      ...pinnedSshOptions(known, 15),
       ...auth,
       "-p",
       String(cfg.port),

@@ -6,7 +6,7 @@
 // Plugins come from PATH: RS_E2E_PROVIDERS (a directory of real provider binaries, when given)
 // first, then the e2e bin directory (`npm run -s e2e:bin`: the CLI, the kubernetes provider and the
 // stand-ins for the providers the Go module proxy does not serve).
-import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -21,6 +21,7 @@ import {
   type Stack,
   type UpResult,
 } from "@pulumi/pulumi/automation";
+import { runTs } from "../../support/runTs";
 
 export const ROOT = path.resolve(__dirname, "..", "..", "..");
 
@@ -236,19 +237,12 @@ export async function newProject(stackName: "ringtail" | "indri", opts: { env?: 
  * `tools/verify.ts --stack <stack>` run as an operator runs it, in the project directory with the
  * project's backend and CLI. Asynchronous: the stand-ins it talks to answer from this process.
  */
-export function runVerify(project: Project, stack: string): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "tools/verify.ts"), "--stack", stack], {
-      cwd: project.dir,
-      env: { ...process.env, ...project.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, out }));
+export async function runVerify(project: Project, stack: string): Promise<{ code: number | null; out: string }> {
+  const r = await runTs(path.join(ROOT, "tools/verify.ts"), ["--stack", stack], {
+    cwd: project.dir,
+    env: { ...process.env, ...project.env },
   });
+  return { code: r.code, out: r.stdout + r.stderr };
 }
 
 /** Kills (SIGKILL) every pulumi process of this project: an `up` cut short as by a crash. */
