@@ -1,7 +1,10 @@
 // The key in 1Password now, read the way the stack's config says (Connect over HTTP, or the `op`
 // CLI for a service account or the desktop app). The caller keeps it in memory and compares digests.
 import { execFile } from "node:child_process";
+import type { GetItemResult } from "@1password/pulumi-onepassword";
+import { selectField } from "../../components/onePassword";
 import type { OnePasswordConfig } from "../../lib/config";
+import { type ConnectItem, providerItem } from "../../lib/connectItem";
 
 type Json = Record<string, any>;
 
@@ -24,14 +27,9 @@ async function viaConnect(op: OnePasswordConfig, token: string, url: string): Pr
   if (!vault) throw new Error(`1Password vault "${op.vault}" not found`);
   const items = (await connectGet(url, token, `/v1/vaults/${vault.id}/items?${titleFilter(op.item)}`)) as Json[];
   if (!items[0]) throw new Error(`1Password item "${op.item}" not found in vault "${op.vault}"`);
-  const item = (await connectGet(url, token, `/v1/vaults/${vault.id}/items/${items[0].id}`)) as Json;
-  const sections = new Map(((item.sections ?? []) as Json[]).map((s) => [s.id, s.label]));
-  const field = ((item.fields ?? []) as Json[]).find(
-    (f) => f.label === op.field && (op.section === undefined || sections.get(f.section?.id) === op.section),
-  );
-  if (typeof field?.value !== "string" || field.value === "")
-    throw new Error(`1Password field "${op.field}" of "${op.item}" is missing or empty`);
-  return field.value;
+  const item = (await connectGet(url, token, `/v1/vaults/${vault.id}/items/${items[0].id}`)) as ConnectItem;
+  // The program's own field choice (and its errors), on the item as the provider would return it.
+  return selectField(providerItem(item) as unknown as GetItemResult, op);
 }
 
 function viaCli(op: OnePasswordConfig, token: string | undefined): Promise<string> {

@@ -15,26 +15,10 @@
 //     Like the real invoke result, it carries no secret markers.
 //   - an item that is not there: `Client Error: Unable to read item, got error: Found 0 item(s)
 //     in vault "<v>" with title "<t>"`.
+import { type ConnectItem, providerItem } from "../../../lib/connectItem";
 import { reveal, serve, type Props, type Provider } from "./plugin";
 
 const idRe = /^[a-z0-9]{26}$/;
-
-interface ConnectField {
-  id: string;
-  label?: string;
-  type?: string;
-  purpose?: string;
-  value?: string;
-  section?: { id: string };
-}
-interface ConnectItem {
-  id: string;
-  title: string;
-  category: string;
-  vault: { id: string };
-  sections?: { id: string; label?: string }[];
-  fields?: ConnectField[];
-}
 
 class OnePasswordProvider implements Provider {
   name = "onepassword";
@@ -86,44 +70,11 @@ class OnePasswordProvider implements Provider {
         if (list.length !== 1) throw new Error(`Found ${list.length} item(s) in vault "${v}" with title "${title}"`);
         item = await this.get<ConnectItem>(`/v1/vaults/${v}/items/${list[0].id}`);
       }
-      return toResult(item);
+      return providerItem(item) as Props;
     } catch (e) {
       throw new Error(`Client Error: Unable to read item, got error: ${(e as Error).message}`);
     }
   }
-}
-
-const builtIn: Record<string, string> = {
-  username: "username",
-  password: "password",
-  credential: "credential",
-  notesPlain: "noteValue",
-  hostname: "hostname",
-  database: "database",
-  port: "port",
-  type: "type",
-};
-
-function toResult(item: ConnectItem): Props {
-  const out: Props = {
-    id: `vaults/${item.vault.id}/items/${item.id}`,
-    uuid: item.id,
-    vault: item.vault.id,
-    title: item.title,
-    category: item.category.toLowerCase(),
-  };
-  const sections = (item.sections ?? []).map((s) => ({ id: s.id, label: s.label ?? "", fields: [] as Props[], files: [] as Props[] }));
-  for (const f of item.fields ?? []) {
-    const section = f.section && sections.find((s) => s.id === f.section!.id);
-    if (section) {
-      section.fields.push({ id: f.id, label: f.label ?? "", purpose: f.purpose ?? "", type: f.type ?? "", value: f.value ?? "" });
-    } else if (f.purpose === "USERNAME") out.username = f.value;
-    else if (f.purpose === "PASSWORD") out.password = f.value;
-    else if (f.purpose === "NOTES") out.noteValue = f.value;
-    else if (builtIn[f.id] && f.value !== undefined) out[builtIn[f.id]] = f.value;
-  }
-  out.sections = sections;
-  return out;
 }
 
 serve(new OnePasswordProvider());
