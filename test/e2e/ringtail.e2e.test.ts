@@ -74,6 +74,10 @@ describe(`ringtail on the real engine (${providersUnderTest} providers)`, () => 
 
     const up = await upOk(r);
     assertFileHolds(r.envFile, world.key);
+    // The engine starts providers lazily: ringtail never starts the kubernetes plugin (the engine
+    // names each plugin it takes from PATH).
+    assert.match(up.output, /using pulumi-resource-command from \$PATH/);
+    assert.doesNotMatch(up.output, /pulumi-resource-kubernetes/);
     const calls = r.calls();
     assert.deepEqual(
       calls.map((c) => `${c.name} ${c.argv.join(" ")}`),
