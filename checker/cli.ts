@@ -10,14 +10,25 @@
 // empty variable fails the check (exit 1) saying so.
 // Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
 
+import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { checkRegistry, RegistryCheckError, type RegistryCheckOptions } from "./registryCheck";
+import { parseRegistryOptions, type RegistryCheckOptions } from "../lib/registryOptions";
+import { checkRegistry, RegistryCheckError } from "./registryCheck";
 
 const USAGE =
   "usage: check-registry --url URL --user NAME --probe-repository REPO --timeout-seconds N [--ca-file PEM] " +
   "(< key | --key-from-env VAR)";
 
 class UsageError extends Error {}
+
+/** Each option's flag, for messages. */
+const FLAGS: Record<string, string> = {
+  url: "--url",
+  user: "--user",
+  probeRepository: "--probe-repository",
+  timeoutSeconds: "--timeout-seconds",
+  caFile: "--ca-file",
+};
 
 export interface Cli {
   options: RegistryCheckOptions;
@@ -49,22 +60,26 @@ export function parseCli(argv: string[]): Cli {
     if (typeof v !== "string" || v === "") throw new UsageError(`missing --${name}`);
     return v;
   };
-  const url = required("url");
-  const user = required("user");
-  const probeRepository = required("probe-repository");
-  const timeoutText = required("timeout-seconds");
-  const timeoutSeconds = Number(timeoutText);
-  if (!/^\d+(\.\d+)?$/.test(timeoutText) || !(timeoutSeconds > 0)) {
-    throw new UsageError(`--timeout-seconds must be a positive number, got ${JSON.stringify(timeoutText)}`);
-  }
   const caFile = values["ca-file"];
   if (caFile === "") throw new UsageError("--ca-file must not be empty");
+  // The flags go through the same schema as the stack's registryCheck.* (a relative CA path is
+  // taken from the current directory).
+  const parsed = parseRegistryOptions({
+    url: required("url"),
+    user: required("user"),
+    probeRepository: required("probe-repository"),
+    timeoutSeconds: required("timeout-seconds"),
+    ...(typeof caFile === "string" ? { caFile: path.resolve(caFile) } : {}),
+  });
+  if (!parsed.ok) {
+    throw new UsageError(parsed.problems.map(([name, message]) => `${FLAGS[name] ?? name} ${message}`).join("; "));
+  }
   const keyFromEnv = values["key-from-env"];
   if (keyFromEnv !== undefined && (typeof keyFromEnv !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(keyFromEnv))) {
     throw new UsageError(`--key-from-env must name an environment variable, got ${JSON.stringify(keyFromEnv)}`);
   }
   return {
-    options: { url, user, probeRepository, timeoutSeconds, ...(typeof caFile === "string" ? { caFile } : {}) },
+    options: parsed.options,
     ...(typeof keyFromEnv === "string" ? { keyFromEnv } : {}),
   };
 }

@@ -3,31 +3,21 @@
 //   (b) it may start a push    POST /v2/<probe>/blobs/uploads/          → 202, then DELETE the upload
 //   (c) anonymous push is off  POST /v2/<probe>/blobs/uploads/ (no auth) → 401
 //
-// Only Node built-ins are used so the check runs the same from the Pulumi program, from the CLI
-// (checker/cli.ts) and from tests, without extra dependencies.
+// Requests go through Node's built-in fetch; an undici Agent (the library behind that fetch) adds
+// the extra CA and keeps one connection for the three checks. The options are validated by the one
+// schema the stack config and the CLI's flags also use (lib/registryOptions.ts).
 //
 // The key is a secret: no message built here contains it, nor the base64 form it takes inside a
 // Basic Authorization header. Every error text passes through `scrub` before it leaves this module,
 // including texts that come from Node or from the registry's response body.
 
 import * as fs from "node:fs/promises";
-import * as http from "node:http";
-import * as https from "node:https";
 import * as tls from "node:tls";
+import { Agent } from "undici";
 import { redact, redactionForms } from "../lib/redact";
+import { parseRegistryOptions, type RegistryCheckOptions } from "../lib/registryOptions";
 
-export interface RegistryCheckOptions {
-  /** Base URL of the registry, e.g. `https://registry.ops.eblu.me` (no `/v2/`). */
-  url: string;
-  /** User the key belongs to (for zot: the key's creator), e.g. `zot-ci`. */
-  user: string;
-  /** Repository the push probe starts (and cancels) an upload in, e.g. `runner-secrets/probe`. */
-  probeRepository: string;
-  /** Limit for the whole check; each request gets what is left of it. */
-  timeoutSeconds: number;
-  /** PEM file with extra CA certificates, trusted in addition to Node's default roots. */
-  caFile?: string;
-}
+export type { RegistryCheckOptions };
 
 /** Which part of the check failed. */
 export type RegistryCheckStep = "options" | "login" | "push" | "cancel" | "anonymous";
@@ -45,12 +35,9 @@ export class RegistryCheckError extends Error {
   }
 }
 
-/** Distribution's repository name grammar (path components separated by `/`). */
-const REPOSITORY_NAME = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
-
 interface Response {
   status: number;
-  headers: http.IncomingHttpHeaders;
+  headers: Headers;
   /** First bytes of the body, for the registry's error codes in messages. */
   body: string;
 }
@@ -62,7 +49,7 @@ interface Session {
   key: string;
   timeoutSeconds: number;
   deadline: number;
-  agent: http.Agent;
+  agent: Agent;
 }
 
 const BODY_LIMIT = 4096;
@@ -71,12 +58,16 @@ const BODY_LIMIT = 4096;
  * Runs the three checks in order and resolves when all pass. Rejects with a RegistryCheckError that
  * names the failing check, the HTTP status and what to do about it. Never includes `key`.
  */
-export async function checkRegistry(opts: RegistryCheckOptions, key: string): Promise<void> {
+export async function checkRegistry(input: RegistryCheckOptions, key: string): Promise<void> {
   const started = Date.now();
   try {
-    const base = validate(opts, key);
+    const opts = validate(input, key);
+    const base = new URL(opts.url);
+    // A registry may live under a path prefix; keep it and make it end in one slash.
+    base.pathname = base.pathname.replace(/\/*$/, "/");
     const extraCa = opts.caFile === undefined ? undefined : await readCa(opts.caFile);
-    const agent = makeAgent(base, extraCa);
+    // One connection, reused by the three checks where the server allows it.
+    const agent = new Agent({ connections: 1, ...(extraCa === undefined ? {} : { connect: { ca: [...tls.rootCertificates, extraCa] } }) });
     const session: Session = {
       base,
       user: opts.user,
@@ -90,56 +81,33 @@ export async function checkRegistry(opts: RegistryCheckOptions, key: string): Pr
       await checkPush(session, opts.probeRepository);
       await checkAnonymousRefused(session, opts.probeRepository);
     } finally {
-      agent.destroy();
+      await agent.destroy().catch(() => undefined);
     }
   } catch (err) {
-    throw scrubError(err, opts.user, key);
+    throw scrubError(err, input.user, key);
   }
 }
 
-function validate(opts: RegistryCheckOptions, key: string): URL {
+function validate(input: RegistryCheckOptions, key: string): RegistryCheckOptions {
   const fail = (message: string): never => {
     throw new RegistryCheckError("options", `registry check: ${message}`);
   };
-  let base: URL;
-  try {
-    base = new URL(opts.url);
-  } catch {
-    return fail(`url ${JSON.stringify(opts.url)} is not a URL (expected e.g. https://registry.example.org)`);
+  const parsed = parseRegistryOptions(input);
+  if (!parsed.ok) {
+    const given = (name: string) => {
+      const v = (input as unknown as Record<string, unknown>)[name];
+      return typeof v === "string" || typeof v === "number" ? ` (got ${JSON.stringify(v)})` : "";
+    };
+    return fail(parsed.problems.map(([name, message]) => `${name} ${message}${given(name)}`).join("; "));
   }
-  if (base.protocol !== "https:" && base.protocol !== "http:") {
-    fail(`url ${opts.url} must start with https:// (or http://)`);
-  }
-  if (base.username !== "" || base.password !== "") {
-    fail(`url must not carry credentials; the user is a separate option`);
-  }
-  if (base.search !== "" || base.hash !== "") {
-    fail(`url ${base.origin}${base.pathname} must not have a query or fragment`);
-  }
-  // A registry may live under a path prefix; keep it and make it end in one slash.
-  base.pathname = base.pathname.replace(/\/*$/, "/");
-  if (base.pathname.endsWith("/v2/")) {
-    fail(`url should be the registry's base (without /v2/), e.g. ${base.origin}`);
-  }
-  if (opts.user === "" || opts.user.includes(":")) {
-    fail(`user ${JSON.stringify(opts.user)} must be non-empty and must not contain ":"`);
-  }
-  if (!REPOSITORY_NAME.test(opts.probeRepository)) {
-    fail(
-      `probeRepository ${JSON.stringify(opts.probeRepository)} is not a valid repository name ` +
-        `(lower-case path components such as runner-secrets/probe)`,
-    );
-  }
-  if (!Number.isFinite(opts.timeoutSeconds) || opts.timeoutSeconds <= 0) {
-    fail(`timeoutSeconds must be a positive number, got ${opts.timeoutSeconds}`);
-  }
+  const opts = parsed.options;
   if (key === "") {
     fail(`the key for user ${opts.user} is empty: check the 1Password item and field`);
   }
   if (/[\r\n]/.test(key)) {
     fail(`the key for user ${opts.user} contains a line break: check the 1Password field holds only the key`);
   }
-  return base;
+  return opts;
 }
 
 async function readCa(caFile: string): Promise<string> {
@@ -153,18 +121,6 @@ async function readCa(caFile: string): Promise<string> {
     throw new RegistryCheckError("options", `registry check: caFile ${caFile} holds no PEM certificate`);
   }
   return text;
-}
-
-function makeAgent(base: URL, extraCa: string | undefined): http.Agent {
-  // keepAlive: the three checks reuse one TLS connection where the server allows it.
-  if (base.protocol === "http:") {
-    return new http.Agent({ keepAlive: true, maxSockets: 1 });
-  }
-  return new https.Agent({
-    keepAlive: true,
-    maxSockets: 1,
-    ...(extraCa === undefined ? {} : { ca: [...tls.rootCertificates, extraCa] }),
-  });
 }
 
 async function checkLogin(s: Session): Promise<void> {
@@ -263,7 +219,7 @@ async function checkAnonymousRefused(s: Session, repository: string): Promise<vo
 /** Deletes the upload a 202 opened, so the probe leaves no open upload on the registry. */
 async function cancelUpload(s: Session, step: RegistryCheckStep, postUrl: URL, started: Response, authenticated: boolean): Promise<void> {
   const errStep: RegistryCheckStep = step === "push" ? "cancel" : step;
-  const location = headerValue(started.headers.location);
+  const location = started.headers.get("location") ?? undefined;
   if (location === undefined || location === "") {
     throw new RegistryCheckError(
       errStep,
@@ -300,71 +256,83 @@ function uploadsUrl(s: Session, repository: string): URL {
   return new URL(`v2/${repository}/blobs/uploads/`, s.base);
 }
 
-/** One request, bounded by what is left of the overall time limit. */
-function send(s: Session, step: RegistryCheckStep, method: string, url: URL, authenticated: boolean): Promise<Response> {
+/** One request, bounded by what is left of the overall time limit. Redirects are not followed. */
+async function send(s: Session, step: RegistryCheckStep, method: string, url: URL, authenticated: boolean): Promise<Response> {
   const shown = `${method} ${stripQuery(url)}`;
   const remaining = s.deadline - Date.now();
   if (remaining <= 0) {
-    return Promise.reject(new RegistryCheckError(step, `registry check: ${shown} not sent: timed out after ${s.timeoutSeconds}s`));
+    throw new RegistryCheckError(step, `registry check: ${shown} not sent: timed out after ${s.timeoutSeconds}s`);
   }
-  const headers: http.OutgoingHttpHeaders = {
-    "user-agent": "runner-secrets-registry-check",
-    accept: "application/json",
-    // An empty POST starts an upload; distribution wants the length stated.
-    ...(method === "POST" ? { "content-length": "0" } : {}),
-  };
+  const headers: Record<string, string> = { "user-agent": "runner-secrets-registry-check", accept: "application/json" };
   if (authenticated) {
     headers.authorization = `Basic ${Buffer.from(`${s.user}:${s.key}`, "utf8").toString("base64")}`;
   }
-  const lib = url.protocol === "https:" ? https : http;
+  const signal = AbortSignal.timeout(remaining);
+  try {
+    // fetch sends `content-length: 0` for a POST without a body, which is how an upload starts.
+    const res = await fetch(url, {
+      method,
+      headers,
+      redirect: "manual",
+      signal,
+      dispatcher: s.agent,
+    } as RequestInit);
+    return { status: res.status, headers: res.headers, body: await readHead(res) };
+  } catch (err) {
+    if (signal.aborted) {
+      throw new RegistryCheckError(
+        step,
+        `registry check: ${shown} timed out after ${s.timeoutSeconds}s (limit for the whole check); ` +
+          `is ${url.host} reachable from here and the registry answering?`,
+      );
+    }
+    throw networkError(step, shown, url, err);
+  }
+}
 
-  return new Promise<Response>((resolve, reject) => {
-    let settled = false;
-    const finish = (fn: () => void): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      fn();
-    };
-    const req = lib.request(url, { method, headers, agent: s.agent }, (res) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on("data", (chunk: Buffer) => {
-        if (size < BODY_LIMIT) {
-          chunks.push(chunk);
-          size += chunk.length;
-        }
-      });
-      res.on("end", () =>
-        finish(() =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).subarray(0, BODY_LIMIT).toString("utf8"),
-          }),
-        ),
-      );
-      res.on("error", (err) => finish(() => reject(networkError(step, shown, url, err))));
-    });
-    const timer = setTimeout(() => {
-      finish(() =>
-        reject(
-          new RegistryCheckError(
-            step,
-            `registry check: ${shown} timed out after ${s.timeoutSeconds}s (limit for the whole check); ` +
-              `is ${url.host} reachable from here and the registry answering?`,
-          ),
-        ),
-      );
-      req.destroy();
-    }, remaining);
-    req.on("error", (err) => finish(() => reject(networkError(step, shown, url, err))));
-    req.end();
-  });
+/** The first BODY_LIMIT bytes of the body (error bodies are small; nothing else is needed). */
+async function readHead(res: globalThis.Response): Promise<string> {
+  if (res.body === null) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    size += value.length;
+    if (size >= BODY_LIMIT) {
+      await reader.cancel().catch(() => undefined);
+      break;
+    }
+  }
+  return Buffer.concat(chunks).subarray(0, BODY_LIMIT).toString("utf8");
+}
+
+/** The error code fetch buried in `cause` (an AggregateError when several addresses were tried). */
+function errorCode(err: unknown): string {
+  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && code !== "") return code;
+    const inner = e instanceof AggregateError ? e.errors[0] : undefined;
+    e = inner ?? (e as { cause?: unknown }).cause;
+  }
+  return "";
+}
+
+/** The innermost message, which says more than fetch's own "fetch failed". */
+function rootMessage(err: unknown): string {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5; depth++) {
+    const inner = e instanceof AggregateError ? e.errors[0] : (e as { cause?: unknown } | undefined)?.cause;
+    if (inner === undefined || inner === null) break;
+    e = inner;
+  }
+  return describeError(e);
 }
 
 function networkError(step: RegistryCheckStep, shown: string, url: URL, err: unknown): RegistryCheckError {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code ?? "";
+  const code = errorCode(err);
   let hint: string;
   switch (code) {
     case "ECONNREFUSED":
@@ -376,6 +344,7 @@ function networkError(step: RegistryCheckStep, shown: string, url: URL, err: unk
       break;
     case "ECONNRESET":
     case "EPIPE":
+    case "UND_ERR_SOCKET":
       hint = `the connection to ${url.host} was closed by the other side (${code}): is this a registry, and is it https?`;
       break;
     case "EHOSTUNREACH":
@@ -395,8 +364,11 @@ function networkError(step: RegistryCheckStep, shown: string, url: URL, err: unk
     case "CERT_NOT_YET_VALID":
       hint = `TLS: the certificate of ${url.host} is outside its validity period (${code}).`;
       break;
+    case "UND_ERR_CONNECT_TIMEOUT":
+      hint = `connecting to ${url.host} timed out: is the registry reachable from here?`;
+      break;
     default:
-      hint = describeError(err);
+      hint = rootMessage(err);
   }
   return new RegistryCheckError(step, `registry check: ${shown} failed: ${hint}`);
 }
@@ -419,15 +391,11 @@ function registryErrors(res: Response): string {
 }
 
 function redirectHint(res: Response): string {
-  const location = headerValue(res.headers.location);
+  const location = res.headers.get("location") ?? undefined;
   if (res.status >= 300 && res.status < 400 && location !== undefined) {
     return ` The registry redirects to ${location}; set registryCheck.url to the registry's own URL.`;
   }
   return "";
-}
-
-function headerValue(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v[0] : v;
 }
 
 /** Upload URLs carry opaque state in the query; it is noise in a message. */

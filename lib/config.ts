@@ -5,15 +5,14 @@
 // without quoting tricks (see remoteScript.ts).
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
+import { absPath, hostLabel, httpUrl, pattern } from "./patterns";
+import { registryOptionsSchema } from "./registryOptions";
 
 export const NAMESPACE = "runner-secrets";
 
 // --- patterns -------------------------------------------------------------------------------
 
-const absPathRe = /^(\/[A-Za-z0-9._+@-]+)+$/;
-const fileNameRe = /^[A-Za-z0-9._-]+$/;
 const unixNameRe = /^[a-z_][a-z0-9_-]{0,31}$/;
-const hostLabel = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
 const hostnameRe = new RegExp(`^${hostLabel}(?:\\.${hostLabel})*$`);
 const ipv6Re = /^[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}$/;
 const envNameRe = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -37,12 +36,6 @@ const hostKeyTypes = [
   "sk-ecdsa-sha2-nistp256@openssh.com",
 ];
 
-const pattern = (re: RegExp, what: string) => z.string().regex(re, { message: `must be ${what}` });
-
-const absPath = z
-  .string()
-  .regex(absPathRe, { message: "must be an absolute path of letters, digits and . _ + @ - (no spaces, quotes or shell characters)" })
-  .refine((p) => !p.split("/").some((seg) => seg === "." || seg === ".."), { message: "must not contain . or .. segments" });
 const unixName = pattern(unixNameRe, "a Unix user or group name (lowercase letters, digits, _ and -)");
 const host = z.string().refine((h) => (hostnameRe.test(h) && h.length <= 253) || ipv6Re.test(h), {
   message: "must be a hostname or IP address (letters, digits, . and -)",
@@ -52,14 +45,6 @@ const fileMode = pattern(modeRe, 'an octal file mode such as "0600"').transform(
 const k8sLabel = pattern(dns1123LabelRe, "a DNS-1123 label (lowercase letters, digits and -, at most 63)").max(63);
 const k8sName = pattern(dns1123SubdomainRe, "a DNS-1123 subdomain (lowercase letters, digits, - and .)").max(253);
 const printable = (max = 256) => pattern(printableRe, "non-empty text without control characters").max(max);
-// An http(s) URL as typed, with nothing a shell or URL parser would reinterpret: no quotes, `$`,
-// backticks, spaces, backslashes or control characters (a URL parser silently drops a newline and
-// joins the host's halves), no user info, query or fragment.
-const httpUrlRe = new RegExp(`^https?://${hostLabel}(?:\\.${hostLabel})*(?::\\d{1,5})?(?:/[A-Za-z0-9._~/-]*)?$`);
-const httpUrl = z.string().regex(httpUrlRe, {
-  message:
-    "must be an http(s) URL of the form https://host[:port][/path] (letters, digits, . _ ~ / -; no quotes, $, backticks, spaces or newlines)",
-});
 
 const bool = z.union([z.boolean(), z.enum(["true", "false"]).transform((v) => v === "true")]);
 
@@ -181,15 +166,10 @@ const nixosSchema = z.strictObject({
   keepOnDestroy: bool.default(false),
 });
 
-const registryCheckSchema = z.strictObject({
+const registryCheckSchema = registryOptionsSchema.extend({
   enabled: bool.default(true),
-  url: httpUrl.default("https://registry.ops.eblu.me"),
-  user: pattern(/^[A-Za-z0-9._@-]{1,128}$/, "a registry user name").default("zot-ci"),
-  probeRepository: pattern(/^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/, "an OCI repository name").default(
-    "runner-secrets/probe",
-  ),
-  timeoutSeconds: z.coerce.number({ message: "must be a number of seconds" }).int().min(1).max(600).default(30),
-  caFile: absPath.optional(),
+  url: registryOptionsSchema.shape.url.default("https://registry.ops.eblu.me"),
+  user: registryOptionsSchema.shape.user.default("zot-ci"),
 });
 
 /** Keys whose values are credentials: they must be set with `pulumi config set --secret`. */

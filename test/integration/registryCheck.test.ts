@@ -411,6 +411,21 @@ describe("checkRegistry against zot-like answers (node:http stub)", () => {
     }
   });
 
+  it("does not follow a redirect: the check fails naming where it points, and the key goes nowhere else", async () => {
+    const elsewhere = await stub((_req, res) => void res.writeHead(200).end("{}"));
+    const s = await stub((_req, res) => void res.writeHead(301, { location: `${elsewhere.url}/v2/` }).end());
+    try {
+      const err = await rejection(checkRegistry({ url: s.url, user: USER, probeRepository: PROBE, timeoutSeconds: 5 }, key));
+      assert.equal(err.step, "login");
+      assert.equal(err.status, 301);
+      assert.match(err.message, /returned HTTP 301: expected 200\. The registry redirects to http:\/\/127\.0\.0\.1:\d+\/v2\//);
+      assert.equal(elsewhere.seen.length, 0);
+    } finally {
+      await s.stop();
+      await elsewhere.stop();
+    }
+  });
+
   it("keeps the key out of a message even when the registry echoes it back", async () => {
     const s = await stub((req, res) => {
       res.writeHead(401, { "content-type": "application/json" });
