@@ -1,7 +1,7 @@
 // The component both stacks instantiate: key from 1Password → registry check → the chosen target.
 import * as pulumi from "@pulumi/pulumi";
 import * as onepassword from "@1password/pulumi-onepassword";
-import type { OnePasswordConfig, RegistryCheckConfig } from "../lib/config";
+import { DEFAULT_ENV_VAR, type OnePasswordConfig, type RegistryCheckConfig } from "../lib/config";
 import { FieldRef, providerArgs, readKey } from "./onePassword";
 import { registryGate } from "./registryGate";
 import type { RunnerTarget } from "./target";
@@ -11,7 +11,7 @@ export interface RunnerRegistryAuthArgs {
   onePassword: OnePasswordConfig;
   /** Service account or Connect token; otherwise the provider reads its environment variables. */
   onePasswordToken?: pulumi.Input<string>;
-  /** The variable CI jobs read (default ZOT_CI_API_KEY). */
+  /** The variable CI jobs read (default DEFAULT_ENV_VAR, ZOT_CI_API_KEY). */
   envVar?: string;
   registryCheck: RegistryCheckConfig;
   /** Exactly one runner: KubernetesTarget or NixosTarget. */
@@ -41,7 +41,7 @@ export class RunnerRegistryAuth extends pulumi.ComponentResource {
       parent: this,
       key,
       source,
-      envVar: args.envVar ?? "ZOT_CI_API_KEY",
+      envVar: args.envVar ?? DEFAULT_ENV_VAR,
       gate,
     });
 

@@ -10,6 +10,9 @@ import { registryOptionsSchema } from "./registryOptions";
 
 export const NAMESPACE = "runner-secrets";
 
+/** The variable CI jobs read the key from, unless a stack sets `envVar`. */
+export const DEFAULT_ENV_VAR = "ZOT_CI_API_KEY";
+
 // --- patterns -------------------------------------------------------------------------------
 
 const unixNameRe = /^[a-z_][a-z0-9_-]{0,31}$/;
@@ -103,10 +106,17 @@ function envFilePathProblems(p: string, ctx: z.RefinementCtx): void {
 }
 
 // --- schema ---------------------------------------------------------------------------------
+//
+// Facts of the homelab (names that exist there: vault, item, hosts, users, paths on the host, the
+// unit, the flake, kube context and objects, the registry) have no default here: each lives in
+// its stack file (Pulumi.<stack>.yaml) alone. The defaults below are the program's own choices.
+
+// An absent object is validated as {}, so each of its missing required keys is named on its own.
+const emptyIfAbsent = <T extends z.ZodObject>(schema: T) => schema.prefault({} as z.input<T>);
 
 const onePasswordSchema = z.strictObject({
-  vault: printable().default("blumeops"),
-  item: printable().default("zot-ci-apikey"),
+  vault: printable(),
+  item: printable(),
   // "password", "credential" (API Credential items) or the label of any other field.
   field: printable().default("credential"),
   // Label of the section holding the field, when it is not a top-level field.
@@ -119,19 +129,19 @@ const onePasswordSchema = z.strictObject({
 });
 
 const kubernetesSchema = z.strictObject({
-  context: printable().default("minikube"),
+  context: printable(),
   kubeconfig: absPath.optional(),
-  namespace: k8sLabel.default("forgejo-runner"),
-  deployment: k8sName.default("forgejo-runner"),
-  container: k8sLabel.default("runner"),
-  secretStore: z
-    .strictObject({
+  namespace: k8sLabel,
+  deployment: k8sName,
+  container: k8sLabel,
+  secretStore: emptyIfAbsent(
+    z.strictObject({
       kind: z
         .enum(["SecretStore", "ClusterSecretStore"], { message: 'must be "SecretStore" or "ClusterSecretStore"' })
         .default("ClusterSecretStore"),
-      name: k8sName.default("onepassword-blumeops"),
-    })
-    .prefault({}),
+      name: k8sName,
+    }),
+  ),
   externalSecret: k8sName.default("zot-ci-apikey"),
   secretName: k8sName.default("zot-ci-apikey"),
   volumeName: k8sLabel.default("zot-ci-env"),
@@ -146,42 +156,34 @@ const kubernetesSchema = z.strictObject({
 });
 
 const nixosSchema = z.strictObject({
-  host: host.default("ringtail"),
+  host,
   port: port.default(22),
-  user: unixName.default("eblume"),
+  user: unixName,
   // Required: without it the command provider silently skips host-key verification.
   hostKey,
   agentSocketPath: absPath.optional(),
-  envFile: absPath.default("/etc/forgejo-runner/zot-api-key.env"),
+  envFile: absPath,
   owner: unixName.default("root"),
   group: unixName.default("root"),
   fileMode: fileMode.default("0600"),
   dirMode: fileMode.default("0700"),
-  flake: pattern(flakeRe, 'a flake reference with an attribute, such as "/etc/blumeops/nixos/ringtail#ringtail"').default(
-    "/etc/blumeops/nixos/ringtail#ringtail",
-  ),
-  unit: pattern(unitRe, 'a systemd service unit name such as "gitea-runner-nix_container_builder.service"').default(
-    "gitea-runner-nix_container_builder.service",
-  ),
+  flake: pattern(flakeRe, 'a flake reference with an attribute, such as "/etc/nixos#myhost"'),
+  unit: pattern(unitRe, 'a systemd service unit name such as "gitea-runner-default.service"'),
   keepOnDestroy: bool.default(false),
 });
 
-const registryCheckSchema = registryOptionsSchema.extend({
-  enabled: bool.default(true),
-  url: registryOptionsSchema.shape.url.default("https://registry.ops.eblu.me"),
-  user: registryOptionsSchema.shape.user.default("zot-ci"),
-});
+const registryCheckSchema = registryOptionsSchema.extend({ enabled: bool.default(true) });
 
 /** Keys whose values are credentials: they must be set with `pulumi config set --secret`. */
 export const SECRET_KEYS = ["onePasswordToken", "sshPrivateKey"] as const;
 
 const stackSchema = z.strictObject({
   target: z.enum(["kubernetes", "nixos"], { message: 'must be "kubernetes" or "nixos"' }),
-  envVar: pattern(envNameRe, "an environment variable name (letters, digits and _, not starting with a digit)").default("ZOT_CI_API_KEY"),
-  onePassword: onePasswordSchema.prefault({}),
+  envVar: pattern(envNameRe, "an environment variable name (letters, digits and _, not starting with a digit)").default(DEFAULT_ENV_VAR),
+  onePassword: emptyIfAbsent(onePasswordSchema),
   kubernetes: kubernetesSchema.optional(),
   nixos: nixosSchema.optional(),
-  registryCheck: registryCheckSchema.prefault({}),
+  registryCheck: emptyIfAbsent(registryCheckSchema),
   onePasswordToken: z.string().min(1).optional(),
   sshPrivateKey: z.string().min(1).optional(),
 });
@@ -201,15 +203,18 @@ function crossKeyProblems(input: Record<string, unknown>): string[] {
     if (isSet(input[other])) {
       problems.push(`${NAMESPACE}:${other}: is set, but ${NAMESPACE}:target is "${target}": a stack has exactly one target; remove it`);
     }
-    if (target === "nixos" && !isSet(input.nixos)) {
-      problems.push(`${NAMESPACE}:nixos: is required when target is "nixos" (at least nixos.hostKey)`);
+    if (!isSet(input[target])) {
+      const keys = Object.entries((target === "nixos" ? nixosSchema : kubernetesSchema).shape)
+        .filter(([, field]) => !field.safeParse(undefined).success)
+        .map(([k]) => k);
+      problems.push(`${NAMESPACE}:${target}: is required when target is "${target}" (at least ${keys.join(", ")})`);
     }
     if (target === "kubernetes" && input.sshPrivateKey !== undefined) {
       problems.push(`${NAMESPACE}:sshPrivateKey: is only used by the nixos target; remove it`);
     }
   }
   const k8s = input.kubernetes as Record<string, unknown> | undefined;
-  const envVar = typeof input.envVar === "string" ? input.envVar : "ZOT_CI_API_KEY";
+  const envVar = typeof input.envVar === "string" ? input.envVar : DEFAULT_ENV_VAR;
   if (target === "kubernetes" && typeof k8s?.envFilePath === "string" && k8s.envFilePath.endsWith(`/${envVar}`)) {
     problems.push(
       `${NAMESPACE}:kubernetes.envFilePath: must not be named like the env var ${envVar} (the Secret holds the plain key under that name)`,
@@ -309,10 +314,10 @@ export function parseConfig(raw: Record<string, string>, secretKeys: readonly st
   // Only the chosen target's settings are kept (the other one is at most the empty default).
   const { target, ...common } = rest;
   const secrets = { onePasswordToken, sshPrivateKey };
-  if (target === "kubernetes") return { ...common, secrets, target, kubernetes: kubernetes ?? kubernetesSchema.parse({}) };
-  // crossKeyProblems has refused a nixos target without nixos settings.
-  if (nixos === undefined) throw new ConfigError([`${NAMESPACE}:nixos: is required when target is "nixos"`]);
-  return { ...common, secrets, target, nixos };
+  // crossKeyProblems has refused a target without its settings.
+  if (target === "kubernetes" && kubernetes !== undefined) return { ...common, secrets, target, kubernetes };
+  if (target === "nixos" && nixos !== undefined) return { ...common, secrets, target, nixos };
+  throw new ConfigError([`${NAMESPACE}:${target}: is required when target is "${target}"`]);
 }
 
 function describeIssue(issue: z.core.$ZodIssue, input: Record<string, unknown>): string {
@@ -351,6 +356,32 @@ function valueAt(obj: unknown, path: string[]): unknown {
 /** The stack's configuration as the program uses it: credentials wrapped as Pulumi secrets. */
 /** The stack config as the program uses it: credentials as Pulumi secrets. */
 export type LoadedConfig = CommonConfig<pulumi.Output<string>> & TargetConfig;
+
+/** One leaf key of the stack config, as the README's table documents it. */
+export interface ConfigKey {
+  key: string;
+  required: boolean;
+  default?: unknown;
+}
+
+/** Every leaf key of the schema with its default (the README's table is checked against this). */
+export function configKeys(): ConfigKey[] {
+  const out: ConfigKey[] = [];
+  const walk = (schema: z.ZodType, key: string, required: boolean, dflt?: unknown): void => {
+    const def = schema._zod.def as unknown as { type: string; innerType?: z.ZodType; shape?: Record<string, z.ZodType> };
+    if (def.type === "default") walk(def.innerType as z.ZodType, key, false, (schema as z.ZodDefault).def.defaultValue);
+    else if (def.type === "prefault") walk(def.innerType as z.ZodType, key, false);
+    else if (def.type === "optional") walk(def.innerType as z.ZodType, key, false, dflt);
+    else if (def.type === "object" && def.shape) {
+      for (const [k, field] of Object.entries(def.shape)) walk(field, key === "" ? k : `${key}.${k}`, true);
+    } else if (def.type !== "undefined") {
+      // (an `undefined` leaf is a removed key, kept only to say so)
+      out.push({ key, required, ...(dflt === undefined ? {} : { default: dflt }) });
+    }
+  };
+  walk(stackSchema, "", true);
+  return out;
+}
 
 /** Reads and validates this stack's configuration from the Pulumi runtime. */
 export function readStackConfig(): LoadedConfig {

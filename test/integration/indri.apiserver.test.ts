@@ -13,9 +13,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { revealed, runStack, type StackRun } from "../support/mockStack";
+import { parsedStackConfig, revealed, runStack, type StackRun } from "../support/mockStack";
 import { applyPatch, baseDeployment, fieldPaths, renderTemplate } from "../support/k8sSchemas";
-import { parseConfig } from "../../lib/config";
 import { requireBinaries, startApiServer, type ApiServer } from "../support/apiServer";
 
 type Obj = Record<string, any>;
@@ -386,7 +385,7 @@ describe("indri against a real kube-apiserver", () => {
   it("the config's Kubernetes name rules never accept a name the API server refuses", async () => {
     const accepted = (key: string, value: string) => {
       try {
-        parseConfig({ "runner-secrets:target": "kubernetes", "runner-secrets:kubernetes": JSON.stringify({ [key]: value }) });
+        parsedStackConfig("indri", { "runner-secrets:kubernetes": { [key]: value } });
         return true;
       } catch {
         return false;

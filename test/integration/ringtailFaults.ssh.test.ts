@@ -5,16 +5,13 @@
 // in test/e2e/ringtailFaults.e2e.test.ts.
 import { after, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 
-import { parseConfig } from "../../lib/config";
 import { envFileContent, writeScript } from "../../components/nixos";
 import { Engine, summary } from "../support/engine";
 import { watchProcesses } from "../support/procWatch";
-import { runStack, stackConfig } from "../support/mockStack";
+import { runStack, } from "../support/mockStack";
 import type { SshHost } from "../support/sshHost";
 import { runRemote, type RemoteConn } from "../support/sshRun";
 import {
@@ -28,12 +25,12 @@ import {
   freshKey,
   gone,
   mode,
+  nixosConfig as rigNixosConfig,
   owner,
   pathsFor,
   ringtailStack,
   startHost,
   up,
-  watched,
   type Paths,
 } from "../support/ringtailRig";
 
@@ -60,13 +57,7 @@ function assertHolds(p: Paths, key: string): void {
   assert.equal(owner(p.file), "0:0");
 }
 
-/** The validated nixos settings of the ringtail stack pointed at the test host, as the program gets them. */
-function nixosConfig(p: Paths) {
-  const raw = stackConfig("ringtail", {
-    "runner-secrets:nixos": { host: host.host, port: host.port, user: host.users.fish, hostKey: host.hostKey, envFile: p.file },
-  });
-  return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]))).nixos!;
-}
+const nixosConfig = (p: Paths) => rigNixosConfig(host, p);
 
 /** Cut the writer's connection once this much of the new file went out: in the middle of the key. */
 const midKey = (key: string) => envFileContent(ENV_VAR, key).indexOf(key) + Math.floor(key.length / 2);

@@ -7,6 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseYaml } from "yaml";
+import { parseConfig, type StackConfig } from "../../lib/config";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
 const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
@@ -91,6 +92,12 @@ export function stackConfig(stack: string | null, extra: Record<string, unknown>
     if (v === undefined) delete merged[k];
   }
   return merged;
+}
+
+/** `stackConfig` as the program validates it (objects as JSON strings, as the engine passes them). */
+export function parsedStackConfig(stack: string, extra: Record<string, unknown> = {}): StackConfig {
+  const raw = stackConfig(stack, extra);
+  return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)])));
 }
 
 export function isSecretValue(v: unknown): v is { value: unknown } {

@@ -7,8 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { Engine, type UpOptions, type UpResult } from "./engine";
-import { parseConfig } from "../../lib/config";
-import { runStack, stackConfig, type StackRun } from "./mockStack";
+import { parsedStackConfig, runStack, type StackRun } from "./mockStack";
 import { watchProcesses } from "./procWatch";
 import { startSshHost, type SshHost } from "./sshHost";
 
@@ -138,8 +137,9 @@ export async function gone(p: string, ms = 5000): Promise<boolean> {
 
 /** The validated nixos settings of the ringtail stack pointed at the test host, as the program gets them. */
 export function nixosConfig(host: SshHost, p: Paths) {
-  const raw = stackConfig("ringtail", {
+  const cfg = parsedStackConfig("ringtail", {
     "runner-secrets:nixos": { host: host.host, port: host.port, user: host.users.fish, hostKey: host.hostKey, envFile: p.file },
   });
-  return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]))).nixos!;
+  if (cfg.target !== "nixos") throw new Error("the ringtail stack file no longer targets nixos");
+  return cfg.nixos;
 }

@@ -1,14 +1,37 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError, hostKeyProblem, parseConfig } from "../../lib/config";
-import { TEST_HOST_KEY } from "../support/mockStack";
+import { committedConfig, TEST_HOST_KEY } from "../support/mockStack";
 
-const ns = (o: Record<string, unknown>) =>
-  Object.fromEntries(Object.entries(o).map(([k, v]) => [`runner-secrets:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));
+// The homelab's facts (vault, host, unit, registry, …) live only in the stack files: a config of a
+// test starts from the committed file of its target, unless it says `site: false`.
+function siteFacts(target: unknown): Record<string, unknown> {
+  const stack = target === "kubernetes" ? "indri" : target === "nixos" ? "ringtail" : undefined;
+  if (stack === undefined) return {};
+  const { "runner-secrets:target": _target, ...rest } = committedConfig(stack);
+  return Object.fromEntries(Object.entries(rest).map(([k, v]) => [k.replace(/^runner-secrets:/, ""), v]));
+}
 
-function problems(raw: Record<string, unknown>, secretKeys: string[] = []): string[] {
+function withSite(o: Record<string, unknown>): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...siteFacts(o.target) };
+  for (const [k, v] of Object.entries(o)) {
+    const cur = merged[k];
+    merged[k] = v !== null && typeof v === "object" && cur !== null && typeof cur === "object" ? { ...cur, ...v } : v;
+  }
+  return merged;
+}
+
+const ns = (o: Record<string, unknown>, opts: { site?: boolean } = {}) =>
+  Object.fromEntries(
+    Object.entries(opts.site === false ? o : withSite(o)).map(([k, v]) => [
+      `runner-secrets:${k}`,
+      typeof v === "string" ? v : JSON.stringify(v),
+    ]),
+  );
+
+function problems(raw: Record<string, unknown>, secretKeys: string[] = [], opts: { site?: boolean } = {}): string[] {
   try {
-    parseConfig(ns(raw), secretKeys);
+    parseConfig(ns(raw, opts), secretKeys);
   } catch (e) {
     assert.ok(e instanceof ConfigError, String(e));
     return e.problems;
@@ -18,7 +41,7 @@ function problems(raw: Record<string, unknown>, secretKeys: string[] = []): stri
 
 const nixos = { hostKey: TEST_HOST_KEY };
 
-test("a minimal kubernetes stack gets the hosts.md defaults", () => {
+test("the indri stack file and the program's defaults give the hosts.md values", () => {
   const c = parseConfig(ns({ target: "kubernetes" }));
   assert.equal(c.envVar, "ZOT_CI_API_KEY");
   assert.deepEqual(c.onePassword, { vault: "blumeops", item: "zot-ci-apikey", field: "credential", mode: "serviceAccount" });
@@ -29,7 +52,7 @@ test("a minimal kubernetes stack gets the hosts.md defaults", () => {
   assert.equal(c.registryCheck.url, "https://registry.ops.eblu.me");
 });
 
-test("a minimal nixos stack gets the hosts.md defaults, modes normalised", () => {
+test("the ringtail stack file and the program's defaults give the hosts.md values, modes normalised", () => {
   const c = parseConfig(ns({ target: "nixos", nixos: { ...nixos, fileMode: "600", port: "2222" } }));
   assert.equal(c.nixos?.host, "ringtail");
   assert.equal(c.nixos?.user, "eblume");
@@ -72,7 +95,32 @@ test("target: neither, unknown, or both", () => {
   assert.match(problems({})[0], /^runner-secrets:target: is required/);
   assert.match(problems({ target: "docker" })[0], /^runner-secrets:target: must be "kubernetes" or "nixos"/);
   assert.ok(problems({ target: "kubernetes", nixos }).some((p) => /^runner-secrets:nixos: is set, but .*target is "kubernetes"/.test(p)));
-  assert.ok(problems({ target: "nixos" }).some((p) => p.startsWith("runner-secrets:nixos:")));
+  assert.ok(problems({ target: "nixos" }, [], { site: false }).some((p) => p.startsWith("runner-secrets:nixos:")));
+});
+
+test("the homelab's facts have no default: a stack without them is refused, each key named", () => {
+  const nixosKeys = problems({ target: "nixos", nixos }, [], { site: false }).map((p) => p.split(": ")[0]);
+  for (const k of ["nixos.host", "nixos.user", "nixos.envFile", "nixos.flake", "nixos.unit"]) {
+    assert.ok(nixosKeys.includes(`runner-secrets:${k}`), `${k} missing from ${nixosKeys.join(", ")}`);
+  }
+  const k8sKeys = problems({ target: "kubernetes" }, [], { site: false }).map((p) => p.split(": ")[0]);
+  assert.ok(k8sKeys.includes("runner-secrets:kubernetes"), k8sKeys.join(", "));
+  const k8sPartKeys = problems({ target: "kubernetes", kubernetes: { context: "minikube" } }, [], { site: false }).map(
+    (p) => p.split(": ")[0],
+  );
+  for (const k of [
+    "kubernetes.namespace",
+    "kubernetes.deployment",
+    "kubernetes.container",
+    "kubernetes.secretStore.name",
+    "onePassword.vault",
+    "onePassword.item",
+    "registryCheck.url",
+    "registryCheck.user",
+  ]) {
+    assert.ok(k8sPartKeys.includes(`runner-secrets:${k}`), `${k} missing from ${k8sPartKeys.join(", ")}`);
+  }
+  assert.ok(!k8sPartKeys.includes("runner-secrets:kubernetes.context"));
 });
 
 test("wrong types are refused", () => {
