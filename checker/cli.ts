@@ -36,7 +36,7 @@ export interface Cli {
   keyFromEnv?: string;
 }
 
-export function parseCli(argv: string[]): Cli {
+function parseCli(argv: string[]): Cli {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({

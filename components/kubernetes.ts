@@ -12,29 +12,29 @@ import { ConfigError, type KubernetesConfig } from "../lib/config";
 import type { FieldRef } from "./onePassword";
 import type { RunnerTarget, TargetContext, TargetResult } from "./target";
 
-export const DIGEST_ANNOTATION = "runner-secrets/key-digest";
+const DIGEST_ANNOTATION = "runner-secrets/key-digest";
 /** The Secret's data key ESO renders the synced key's digest into. */
-export const KEY_DIGEST_KEY = "key-digest";
+const KEY_DIGEST_KEY = "key-digest";
 
 /**
  * A short hash of what the patch adds to the pod template's lists. The provider compares those
  * lists with the live object by position (ArgoCD's items come first), so the patch ignores them
  * in diffs; a change to them instead gets a new patch resource and field manager named by this.
  */
-export function patchShape(cfg: KubernetesConfig, envVar: string): string {
+function patchShape(cfg: KubernetesConfig, envVar: string): string {
   const { spec } = podTemplatePatch(cfg, envVar, "");
   return createHash("sha256").update(JSON.stringify(spec)).digest("hex").slice(0, 8);
 }
 
 /** Kubeconfig files the provider would read: the configured one, else $KUBECONFIG, else ~/.kube/config. */
-export function kubeconfigPaths(cfg: KubernetesConfig, env: NodeJS.ProcessEnv = process.env): string[] {
+function kubeconfigPaths(cfg: KubernetesConfig, env: NodeJS.ProcessEnv = process.env): string[] {
   if (cfg.kubeconfig) return [cfg.kubeconfig];
   if (env.KUBECONFIG) return env.KUBECONFIG.split(path.delimiter).filter(Boolean);
   return [path.join(os.homedir(), ".kube", "config")];
 }
 
 /** Why the configured context cannot be used, or undefined when one of the files defines it. */
-export function kubeContextProblem(context: string, files: { path: string; text?: string }[]): string | undefined {
+function kubeContextProblem(context: string, files: { path: string; text?: string }[]): string | undefined {
   const known: string[] = [];
   for (const f of files) {
     if (f.text === undefined) continue;
@@ -62,7 +62,7 @@ export function approvedOnly(digest: string, body: string): string {
 }
 
 /** The ExternalSecret's spec: which 1Password field, where it lands, and how the Secret is rendered. */
-export function externalSecretSpec(cfg: KubernetesConfig, source: FieldRef, envVar: string, digest: pulumi.Input<string>) {
+function externalSecretSpec(cfg: KubernetesConfig, source: FieldRef, envVar: string, digest: pulumi.Input<string>) {
   const envFileKey = path.posix.basename(cfg.envFilePath);
   return {
     // Sync only when the ExternalSecret changes (each approved key changes the template), never on a timer.
@@ -98,7 +98,7 @@ export function externalSecretSpec(cfg: KubernetesConfig, source: FieldRef, envV
 }
 
 /** What the patch adds to the Deployment's pod template: nothing else is claimed by its field manager. */
-export function podTemplatePatch(cfg: KubernetesConfig, envVar: string, digest: pulumi.Input<string>) {
+function podTemplatePatch(cfg: KubernetesConfig, envVar: string, digest: pulumi.Input<string>) {
   const envFileKey = path.posix.basename(cfg.envFilePath);
   return {
     metadata: { annotations: { [DIGEST_ANNOTATION]: digest } },
@@ -165,7 +165,7 @@ export class KubernetesTarget implements RunnerTarget {
         spec: externalSecretSpec(cfg, ctx.source, ctx.envVar, ctx.key.digest),
       },
       // A renamed ExternalSecret must let go of the Secret before the new one can own it.
-      { ...opts, dependsOn: ctx.gate, deleteBeforeReplace: true },
+      { ...opts, dependsOn: ctx.dependsOn, deleteBeforeReplace: true },
     );
 
     // Waits until ESO has written the approved key into the Secret: only then may a pod roll.
@@ -187,7 +187,7 @@ export class KubernetesTarget implements RunnerTarget {
           })),
         },
       },
-      { ...opts, dependsOn: [externalSecret, ...ctx.gate] },
+      { ...opts, dependsOn: [externalSecret, ...ctx.dependsOn] },
     );
 
     // The live Deployment's uid: one that ArgoCD deleted and re-created gets patched again (the
@@ -226,7 +226,7 @@ export class KubernetesTarget implements RunnerTarget {
       },
       {
         ...opts,
-        dependsOn: [synced, externalSecret, ...ctx.gate],
+        dependsOn: [synced, externalSecret, ...ctx.dependsOn],
         // Their content is in the name (shape); compared by position they always differ.
         ignoreChanges: ["spec.template.spec.containers", "spec.template.spec.volumes", ...uidIgnored],
         replaceOnChanges: [`metadata.annotations["${uidKey}"]`],
@@ -249,7 +249,7 @@ export class KubernetesTarget implements RunnerTarget {
         },
         spec: { template: { metadata: template.metadata } },
       },
-      { ...opts, dependsOn: [wiring, synced, ...ctx.gate], ignoreChanges: uidIgnored },
+      { ...opts, dependsOn: [wiring, synced, ...ctx.dependsOn], ignoreChanges: uidIgnored },
     );
 
     return {

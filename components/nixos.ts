@@ -6,11 +6,11 @@ import * as pulumi from "@pulumi/pulumi";
 import { remote } from "@pulumi/command";
 import type { NixosConfig } from "../lib/config";
 import { envFileLine } from "../lib/registryKey";
-import { shellCommand, stepHeader, sudoPreflight, sudoStep, word } from "../lib/remoteScript";
+import { shellCommand, stepHeader, sudoPreflight, sudoStep, shellWord } from "../lib/remoteScript";
 import type { RunnerTarget, TargetContext, TargetResult } from "./target";
 
 /** Last line of the env file: the writer installs the file only when it arrived whole. */
-export const END_MARKER = "#runner-secrets:end";
+const END_MARKER = "#runner-secrets:end";
 
 /** The env file's full text (secret material: only ever passed on stdin). */
 export function envFileContent(envVar: string, key: string): string {
@@ -37,9 +37,9 @@ export function writeScript(cfg: NixosConfig, envVar: string): string {
     [
       "set -eu",
       sudoPreflight,
-      `dir=${word(dir)}`,
-      `file=${word(cfg.envFile)}`,
-      `tmp=${word(tempPath(cfg))}`,
+      `dir=${shellWord(dir)}`,
+      `file=${shellWord(cfg.envFile)}`,
+      `tmp=${shellWord(tempPath(cfg))}`,
       // A directory at the file's path would take the temp file inside it (mv into a directory).
       'if sudo -n test -d "$file"; then',
       '  echo "runner-secrets: $file is a directory; set runner-secrets:nixos.envFile to a file path" >&2',
@@ -47,7 +47,7 @@ export function writeScript(cfg: NixosConfig, envVar: string): string {
       "fi",
       // Created root-only when missing; an existing directory is left as it is (never chmod a
       // directory other things live in).
-      `sudo -n test -d "$dir" || sudo -n install -d -o ${word(cfg.owner)} -g ${word(cfg.group)} -m ${word(cfg.dirMode)} "$dir"`,
+      `sudo -n test -d "$dir" || sudo -n install -d -o ${shellWord(cfg.owner)} -g ${shellWord(cfg.group)} -m ${shellWord(cfg.dirMode)} "$dir"`,
       // A temp file left by an earlier run that was killed outright goes first.
       'sudo -n rm -f "$tmp"',
       'trap "sudo -n rm -f $tmp" EXIT',
@@ -58,12 +58,12 @@ export function writeScript(cfg: NixosConfig, envVar: string): string {
       'trap "" PIPE',
       // umask first: the temp file is never readable by anyone but root, even for a moment.
       'sudo -n sh -c "umask 077 && exec cat > $tmp"',
-      `if [ "$(sudo -n tail -n 1 "$tmp")" != ${word(END_MARKER)} ]; then`,
+      `if [ "$(sudo -n tail -n 1 "$tmp")" != ${shellWord(END_MARKER)} ]; then`,
       '  echo "runner-secrets: the new key did not arrive whole (connection cut?); $file is unchanged" >&2',
       "  exit 4",
       "fi",
-      `sudo -n chown ${word(owner)} "$tmp"`,
-      `sudo -n chmod ${word(cfg.fileMode)} "$tmp"`,
+      `sudo -n chown ${shellWord(owner)} "$tmp"`,
+      `sudo -n chmod ${shellWord(cfg.fileMode)} "$tmp"`,
       // -T: replace $file itself, never move into it (a directory created there meanwhile).
       'sudo -n mv -fT "$tmp" "$file"',
       "trap - EXIT",
@@ -73,7 +73,7 @@ export function writeScript(cfg: NixosConfig, envVar: string): string {
 }
 
 /** Applies the flake, so the unit's EnvironmentFile line (added by the operator) takes effect. */
-export function rebuildScript(cfg: NixosConfig): string {
+function rebuildScript(cfg: NixosConfig): string {
   return shellCommand(
     [`runner-secrets: nixos-rebuild switch --flake ${cfg.flake}`, `(applies the EnvironmentFile line for ${cfg.envFile})`],
     [stepHeader, sudoStep("nixos-rebuild", ["nixos-rebuild", "switch", "--flake", cfg.flake])].join("\n"),
@@ -81,7 +81,7 @@ export function rebuildScript(cfg: NixosConfig): string {
 }
 
 /** Restarts the runner so it reads the env file again. */
-export function restartScript(cfg: NixosConfig): string {
+function restartScript(cfg: NixosConfig): string {
   return shellCommand(
     [`runner-secrets: restart ${cfg.unit}`, `(so it reads ${cfg.envFile} again)`],
     [stepHeader, sudoStep("restart", ["systemctl", "restart", cfg.unit])].join("\n"),
@@ -89,7 +89,7 @@ export function restartScript(cfg: NixosConfig): string {
 }
 
 /** On destroy: removes the file (unless kept) and restarts the runner so no stale key lingers in it. */
-export function removeScript(cfg: NixosConfig): string {
+function removeScript(cfg: NixosConfig): string {
   const summary = [
     cfg.keepOnDestroy
       ? `runner-secrets: on delete, keep ${cfg.envFile} (nixos.keepOnDestroy)`
@@ -98,7 +98,7 @@ export function removeScript(cfg: NixosConfig): string {
   ];
   const remove = cfg.keepOnDestroy
     ? `echo "runner-secrets: keeping ${cfg.envFile} (nixos.keepOnDestroy)"`
-    : `sudo -n rm -f ${word(cfg.envFile)} ${word(tempPath(cfg))}`;
+    : `sudo -n rm -f ${shellWord(cfg.envFile)} ${shellWord(tempPath(cfg))}`;
   return shellCommand(summary, [stepHeader, remove, sudoStep("restart", ["systemctl", "restart", cfg.unit])].join("\n"));
 }
 
@@ -140,7 +140,7 @@ export class NixosTarget implements RunnerTarget {
         stdin: pulumi.secret(ctx.key.value.apply((k) => envFileContent(ctx.envVar, k))),
         triggers: [cfg.host, cfg.port, cfg.envFile],
       },
-      { parent: ctx.parent, dependsOn: ctx.gate, deleteBeforeReplace: true },
+      { parent: ctx.parent, dependsOn: ctx.dependsOn, deleteBeforeReplace: true },
     );
 
     // Needed once (and when the flake or file moves), not on every rotation.

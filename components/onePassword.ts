@@ -13,7 +13,7 @@ export interface FieldRef {
   section?: string;
 }
 
-export function describeRef(ref: FieldRef): string {
+function describeRef(ref: FieldRef): string {
   const field = ref.section ? `field "${ref.field}" in section "${ref.section}"` : `field "${ref.field}"`;
   return `${field} of item "${ref.item}" in vault "${ref.vault}"`;
 }

@@ -4,13 +4,13 @@ import * as pulumi from "@pulumi/pulumi";
 import { local } from "@pulumi/command";
 import type { RegistryCheckConfig } from "../lib/config";
 import type { RegistryKey } from "../lib/registryKey";
-import { word } from "../lib/remoteScript";
+import { shellWord } from "../lib/remoteScript";
 
 /** The checker CLI this gate runs, relative to the project directory (where Pulumi runs local commands). */
 export const CHECKER_CLI = "checker/cli.ts";
 
 /** The checker's command line (no key: it reads the key from stdin). */
-export function checkCommand(cfg: RegistryCheckConfig): string {
+function checkCommand(cfg: RegistryCheckConfig): string {
   const flags: [string, string][] = [
     ["--url", cfg.url],
     ["--user", cfg.user],
@@ -18,7 +18,7 @@ export function checkCommand(cfg: RegistryCheckConfig): string {
     ["--timeout-seconds", String(cfg.timeoutSeconds)],
     ...(cfg.caFile ? ([["--ca-file", cfg.caFile]] as [string, string][]) : []),
   ];
-  return [`node --import tsx ${CHECKER_CLI}`, ...flags.map(([f, v]) => `${f} ${word(v)}`)].join(" ");
+  return [`node --import tsx ${CHECKER_CLI}`, ...flags.map(([f, v]) => `${f} ${shellWord(v)}`)].join(" ");
 }
 
 export function registryGate(name: string, cfg: RegistryCheckConfig, key: RegistryKey, parent: pulumi.Resource): pulumi.Resource[] {

@@ -35,14 +35,14 @@ export class RunnerRegistryAuth extends pulumi.ComponentResource {
     const source: FieldRef = { vault: op.vault, item: op.item, field: op.field, section: op.section };
     const { key, itemId } = readKey(source, { provider, parent: this });
 
-    const gate = registryGate(name, args.registryCheck, key, this);
+    const checked = registryGate(name, args.registryCheck, key, this);
     const result = args.target.deploy({
       name,
       parent: this,
       key,
       source,
       envVar: args.envVar ?? DEFAULT_ENV_VAR,
-      gate,
+      dependsOn: checked,
     });
 
     this.location = result.location;

@@ -13,7 +13,7 @@ export interface TargetContext {
   /** Environment variable the jobs read, e.g. ZOT_CI_API_KEY. */
   envVar: string;
   /** What must succeed before any runner gets the key (e.g. the registry check). */
-  gate: pulumi.Resource[];
+  dependsOn: pulumi.Resource[];
 }
 
 export interface TargetResult {

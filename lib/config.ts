@@ -8,7 +8,7 @@ import { z } from "zod";
 import { absPath, hostLabel, httpUrl, pattern } from "./patterns";
 import { registryOptionsSchema } from "./registryOptions";
 
-export const NAMESPACE = "runner-secrets";
+const NAMESPACE = "runner-secrets";
 
 /** The variable CI jobs read the key from, unless a stack sets `envVar`. */
 export const DEFAULT_ENV_VAR = "ZOT_CI_API_KEY";
@@ -175,7 +175,7 @@ const nixosSchema = z.strictObject({
 const registryCheckSchema = registryOptionsSchema.extend({ enabled: bool.default(true) });
 
 /** Keys whose values are credentials: they must be set with `pulumi config set --secret`. */
-export const SECRET_KEYS = ["onePasswordToken", "sshPrivateKey"] as const;
+const SECRET_KEYS = ["onePasswordToken", "sshPrivateKey"] as const;
 
 const stackSchema = z.strictObject({
   target: z.enum(["kubernetes", "nixos"], { message: 'must be "kubernetes" or "nixos"' }),

@@ -12,7 +12,7 @@ export class UnsafeScriptError extends Error {}
 const safeWordRe = /^[A-Za-z0-9._\/:+=?&@#%,-]+$/;
 
 /** A value as one double-quoted sh word; refuses anything that could be parsed, not just read. */
-export function word(value: string): string {
+export function shellWord(value: string): string {
   if (!safeWordRe.test(value)) throw new UnsafeScriptError(`refusing to put ${JSON.stringify(value)} into a remote script`);
   return `"${value}"`;
 }
@@ -47,7 +47,7 @@ export const sudoPreflight = [
  */
 export function sudoStep(label: string, argv: string[], tailLines = 40): string {
   const shown = argv.join(" ");
-  const cmd = argv.map(word).join(" ");
+  const cmd = argv.map(shellWord).join(" ");
   return [
     `echo "runner-secrets: ${label}: sudo -n ${shown}"`,
     `if sudo -n ${cmd} >"$log" 2>&1; then`,

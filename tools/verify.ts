@@ -61,7 +61,7 @@ async function deployedDigest(stack: string): Promise<string | undefined> {
 
 const mark = (ok: boolean) => (ok ? "ok" : "DIFFERS");
 
-export async function verifyStack(stack: string): Promise<Report> {
+async function verifyStack(stack: string): Promise<Report> {
   let cfg: StackConfig;
   let key: string;
   let deployed: string | undefined;
@@ -140,7 +140,7 @@ export async function verifyStack(stack: string): Promise<Report> {
   return { stack, verdict: "current", seen, todo: "" };
 }
 
-export function formatReport(r: Report): string {
+function formatReport(r: Report): string {
   return `${r.stack}: ${r.verdict.toUpperCase()}: ${r.seen}${r.todo ? `. To do: ${r.todo}` : ""}`;
 }
 

@@ -1,9 +1,9 @@
 // The comment's body: marker, status, resource summary and the (redacted, tail-cut) preview output.
 import { redact } from "../../lib/redact";
 
-export const MARKER_PREFIX = "runner-secrets-preview";
+const MARKER_PREFIX = "runner-secrets-preview";
 /** Forgejo stores comments as LONGTEXT but GitHub-style clients and the UI cope badly past 64 KiB. */
-export const MAX_BODY_BYTES = 60_000;
+const MAX_BODY_BYTES = 60_000;
 
 export function marker(stack: string): string {
   return `<!-- ${MARKER_PREFIX}:${stack} -->`;

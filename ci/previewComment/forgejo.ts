@@ -73,7 +73,7 @@ function repoPath(t: ForgejoTarget): string {
  * X-Total-Count the server announces, or when a page brings nothing new (a server that ignores
  * paging returns everything on every page).
  */
-export async function listComments(t: ForgejoTarget): Promise<Comment[]> {
+async function listComments(t: ForgejoTarget): Promise<Comment[]> {
   const seen = new Map<number, Comment>();
   for (let page = 1; page <= MAX_PAGES; page++) {
     const url = `${repoPath(t)}/issues/${t.pr}/comments?page=${page}&limit=${PAGE_LIMIT}`;
@@ -95,7 +95,7 @@ export async function listComments(t: ForgejoTarget): Promise<Comment[]> {
 }
 
 /** The login of the token's own user: only its comments are ever edited. */
-export async function tokenUser(t: ForgejoTarget): Promise<string> {
+async function tokenUser(t: ForgejoTarget): Promise<string> {
   const url = `${t.apiUrl}/user`;
   const data = (await (await call(t, "GET", url)).json()) as { login?: unknown };
   if (typeof data.login !== "string" || data.login === "") throw new ApiError(`GET ${url} did not say which user the token belongs to`);

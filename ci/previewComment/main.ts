@@ -32,7 +32,7 @@ export interface Invocation {
   body: BodyInput;
 }
 
-export function parseInvocation(argv: string[], env: NodeJS.ProcessEnv): Invocation {
+function parseInvocation(argv: string[], env: NodeJS.ProcessEnv): Invocation {
   let values: Record<string, string | boolean | undefined>;
   try {
     ({ values } = parseArgs({

@@ -11,7 +11,7 @@ import * as path from "node:path";
 import { envFileContent, writeScript } from "../../components/nixos";
 import { Engine, summary } from "../support/engine";
 import { watchProcesses } from "../support/procWatch";
-import { runStack, } from "../support/mockStack";
+import { runStack } from "../support/mockStack";
 import type { SshHost } from "../support/sshHost";
 import { runRemote, type RemoteConn } from "../support/sshRun";
 import {

@@ -27,7 +27,7 @@ function onPath(name: string): string | undefined {
 }
 
 /** The binaries, or why they are missing. */
-export function findBinaries(): Binaries | string {
+function findBinaries(): Binaries | string {
   const apiserver = process.env.RS_KUBE_APISERVER ?? path.join(PREFIX, "kube-apiserver");
   const etcd = process.env.RS_ETCD ?? onPath("etcd");
   const esoCrds = process.env.RS_ESO_CRDS ?? path.join(PREFIX, "eso-crds");

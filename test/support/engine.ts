@@ -41,7 +41,7 @@ import type { Registered, StackRun } from "./mockStack";
 import { revealed } from "./mockStack";
 import { runRemote, type RemoteConn, type RunRemoteOptions, type RunRemoteResult } from "./sshRun";
 
-export const REMOTE_COMMAND = "command:remote:Command";
+const REMOTE_COMMAND = "command:remote:Command";
 const LOCAL_COMMAND = "command:local:Command";
 
 export type StepOp = "create" | "update" | "replace" | "delete-replaced" | "delete";
@@ -107,7 +107,7 @@ export interface StepContext {
  * curve25519-sha256 is what Go's x/crypto/ssh client (the provider's) has long offered first;
  * OpenSSH 9.2 would otherwise pick sntrup761x25519, which costs ~50 ms of CPU per connection here.
  */
-export const DEFAULT_SSH_ARGS = ["-o", "KexAlgorithms=curve25519-sha256"];
+const DEFAULT_SSH_ARGS = ["-o", "KexAlgorithms=curve25519-sha256"];
 
 export interface EngineOptions {
   /** ssh client options for every command (default DEFAULT_SSH_ARGS). */
@@ -376,7 +376,7 @@ export class Engine {
 }
 
 /** Registration order, but never before a dependency (Kahn, stable; several items may share a name). */
-export function dependencyOrder<T extends { name: string; dependsOn: string[] }>(items: T[]): T[] {
+function dependencyOrder<T extends { name: string; dependsOn: string[] }>(items: T[]): T[] {
   const done = new Set<T>();
   const out: T[] = [];
   const waitsFor = (i: T, dep: string) => items.some((j) => j !== i && j.name === dep && !done.has(j));
@@ -396,7 +396,7 @@ export function dependencyOrder<T extends { name: string; dependsOn: string[] }>
 }
 
 /** Dependents before what they depend on. */
-export function reverseDependencyOrder<T extends { name: string; dependsOn: string[] }>(items: T[]): T[] {
+function reverseDependencyOrder<T extends { name: string; dependsOn: string[] }>(items: T[]): T[] {
   return dependencyOrder(items).reverse();
 }
 

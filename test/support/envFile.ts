@@ -1,4 +1,4 @@
-// Reading an env file the way systemd's EnvironmentFile= does, and watching one while it is replaced.
+// Reading an env file the way systemd's EnvironmentFile= does.
 //
 // parseSystemdEnvFile ports the state machine of systemd's parse_env_file_internal (src/basic/
 // env-file.c, v252), which load_env_file uses for EnvironmentFile=: `#`/`;` comment lines (a
@@ -15,7 +15,6 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { Worker } from "node:worker_threads";
 
 const NEWLINE = "\n\r";
 const WHITESPACE = " \t\n\r";
@@ -163,7 +162,7 @@ export function parseSystemdEnvFile(text: string): ParsedEnv {
   return { vars, ignored };
 }
 
-export const SYSTEMD_ENV_GENERATOR = "/usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator";
+const SYSTEMD_ENV_GENERATOR = "/usr/lib/systemd/user-environment-generators/30-systemd-environment-d-generator";
 
 /**
  * The variables systemd's own parser reads from `text` (via the environment.d generator), or null
@@ -198,60 +197,4 @@ export function systemdGeneratorParse(text: string): Record<string, string> | nu
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
-}
-
-export interface FileWatchReport {
-  samples: number;
-  /** How often the file read as exactly expected[i]. */
-  matched: number[];
-  missing: number;
-  /** Reads that matched none of the expected contents (partial or foreign), first few shown. */
-  other: number;
-  otherExamples: string[];
-  /** Other directory entries seen next to the file (e.g. a temp file), distinct names. */
-  siblings: string[];
-}
-
-export interface FileWatch {
-  stop(): Promise<FileWatchReport>;
-}
-
-// Plain JS in a worker thread: a synchronous tight loop that keeps reading while the test awaits SSH.
-const WATCH_WORKER = `
-const { workerData, parentPort } = require("node:worker_threads");
-const fs = require("node:fs");
-const path = require("node:path");
-const flag = new Int32Array(workerData.flag);
-const r = { samples: 0, matched: workerData.expected.map(() => 0), missing: 0, other: 0, otherExamples: [], siblings: [] };
-const dir = path.dirname(workerData.file), base = path.basename(workerData.file);
-const sib = new Set();
-while (Atomics.load(flag, 0) === 0) {
-  let text;
-  try { text = fs.readFileSync(workerData.file, "utf8"); }
-  catch (e) { if (e.code === "ENOENT") { r.missing++; r.samples++; continue; } throw e; }
-  r.samples++;
-  const i = workerData.expected.indexOf(text);
-  if (i >= 0) r.matched[i]++;
-  else { r.other++; if (r.otherExamples.length < 3) r.otherExamples.push(JSON.stringify(text.length) + " bytes"); }
-  if (r.samples % 16 === 0) { try { for (const n of fs.readdirSync(dir)) if (n !== base) sib.add(n); } catch {} }
-}
-r.siblings = [...sib];
-parentPort.postMessage(r);
-`;
-
-/** Reads `file` in a tight loop (as root, from the test process) until stopped. */
-export function watchFile(file: string, expected: string[]): FileWatch {
-  const flag = new SharedArrayBuffer(4);
-  const worker = new Worker(WATCH_WORKER, { eval: true, workerData: { file, expected, flag } });
-  const result = new Promise<FileWatchReport>((resolve, reject) => {
-    worker.once("message", resolve);
-    worker.once("error", reject);
-  });
-  return {
-    async stop() {
-      const f = new Int32Array(flag);
-      Atomics.store(f, 0, 1);
-      return result;
-    },
-  };
 }

@@ -22,7 +22,7 @@ const ROOT = path.resolve(__dirname, "..", "..");
 type ModelClass = new (data: Record<string, unknown>) => { validate(): void };
 
 /** Every model the tests validate against, by short name: module and interface of its type. */
-export const MODELS = {
+const MODELS = {
   ExternalSecret: { module: "@kubernetes-models/external-secrets/external-secrets.io/v1/ExternalSecret", iface: "IExternalSecret" },
   ExternalSecretSpec: {
     module: "@kubernetes-models/external-secrets/external-secrets.io/v1/ExternalSecretSpec",

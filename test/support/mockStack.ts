@@ -10,8 +10,6 @@ import { parse as parseYaml } from "yaml";
 import { parseConfig, type StackConfig } from "../../lib/config";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
-const SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d";
-const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
 export const FAKE_KEY = "zak_TESTONLYnotarealkey0000";
 
 export interface Registered {
@@ -101,7 +99,9 @@ export function parsedStackConfig(stack: string, extra: Record<string, unknown> 
 }
 
 export function isSecretValue(v: unknown): v is { value: unknown } {
-  return v !== null && typeof v === "object" && (v as Record<string, unknown>)[SECRET_SIG_KEY] === SECRET_SIG;
+  return (
+    v !== null && typeof v === "object" && (v as Record<string, unknown>)[pulumi.runtime.specialSigKey] === pulumi.runtime.specialSecretSig
+  );
 }
 
 /** The inputs with every secret replaced by a marker: what Pulumi would store in plaintext. */

@@ -18,7 +18,7 @@ function onPath(cmd: string): boolean {
 }
 
 /** Installs the registry, htpasswd and openssl through test/setup/registry-packages.sh if missing. */
-export function ensureRegistryPackages(): void {
+function ensureRegistryPackages(): void {
   if (fs.existsSync(REGISTRY_BIN) && onPath("htpasswd") && onPath("openssl")) return;
   const r = spawnSync("bash", [SETUP_SCRIPT], { stdio: ["ignore", "inherit", "inherit"] });
   if (r.status !== 0) {
@@ -46,7 +46,7 @@ export interface TestCa {
 }
 
 /** A CA and a server certificate for 127.0.0.1 and localhost, signed by it (openssl CLI). */
-export function makeCa(dir: string): TestCa {
+function makeCa(dir: string): TestCa {
   const p = (name: string) => path.join(dir, name);
   const ossl = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
   ossl([

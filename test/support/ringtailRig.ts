@@ -70,11 +70,6 @@ export function ringtailStack(host: SshHost, paths: Paths, o: StackOptions): Pro
   return runStack("ringtail", { config, key: o.key, secretKeys: o.agent ? [] : ["runner-secrets:sshPrivateKey"] });
 }
 
-/** Everything secret that must never show up outside the env file and stdin. */
-export interface LeakReport {
-  procHits: string[];
-}
-
 /**
  * engine.up (or destroy) with the key watched on every process of the host, then the checks that
  * it leaked nowhere: no /proc cmdline/environ, no stand-in argument, no stdout/stderr, no error text.

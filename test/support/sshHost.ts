@@ -107,7 +107,7 @@ const USERS = {
 } as const;
 
 /** Machine-wide, root-owned dir of stand-ins; first on PATH (sshd SetEnv) and on sudo's secure_path. */
-export const STANDIN_BIN = "/usr/local/lib/runner-secrets-test/bin";
+const STANDIN_BIN = "/usr/local/lib/runner-secrets-test/bin";
 const STD_PATH = "/usr/local/bin:/usr/bin:/bin";
 const SUDO_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const SUDOERS_FILE = "/etc/sudoers.d/runner-secrets-test";

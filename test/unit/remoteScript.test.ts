@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { shellCommand, sudoStep, UnsafeScriptError, word } from "../../lib/remoteScript";
+import { shellCommand, sudoStep, UnsafeScriptError, shellWord } from "../../lib/remoteScript";
 
 test("command text is /bin/sh -c with the script as one single-quoted word, its summary first", () => {
   const text = shellCommand("say hi to /tmp/x", 'echo "hi $USER"\necho two');
@@ -18,10 +18,10 @@ test("scripts or summaries with a single quote or a backslash are refused (fish 
   assert.throws(() => shellCommand("two\nlines", "true"), UnsafeScriptError);
 });
 
-test("word() double-quotes safe values and refuses anything a shell would parse", () => {
-  assert.equal(word("/etc/blumeops/nixos/ringtail#ringtail"), '"/etc/blumeops/nixos/ringtail#ringtail"');
+test("shellWord() double-quotes safe values and refuses anything a shell would parse", () => {
+  assert.equal(shellWord("/etc/blumeops/nixos/ringtail#ringtail"), '"/etc/blumeops/nixos/ringtail#ringtail"');
   for (const bad of ["a b", "$(id)", "`id`", 'a"b', "a'b", "a\nb", "a\\b", "a;b", "a|b", "", "a$b"]) {
-    assert.throws(() => word(bad), UnsafeScriptError, JSON.stringify(bad));
+    assert.throws(() => shellWord(bad), UnsafeScriptError, JSON.stringify(bad));
   }
 });
 

@@ -29,7 +29,7 @@ const fileOrData = (dir: string, file?: string, data?: string): Buffer | undefin
   data ? Buffer.from(data, "base64") : file ? fs.readFileSync(path.isAbsolute(file) ? file : path.join(dir, file)) : undefined;
 
 /** A GET-only client for one kubeconfig context: token or client-certificate users. */
-export function kubeClient(cfg: KubernetesConfig): Client {
+function kubeClient(cfg: KubernetesConfig): Client {
   const file = cfg.kubeconfig ?? process.env.KUBECONFIG?.split(":")[0] ?? path.join(os.homedir(), ".kube", "config");
   const doc = parseYaml(fs.readFileSync(file, "utf8")) as Json;
   const named = (list: string, name: string) => ((doc[list] ?? []) as Json[]).find((x) => x.name === name);

@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import type { NixosConfig } from "../../lib/config";
 import { envFileLine } from "../../lib/registryKey";
-import { shellCommand, word } from "../../lib/remoteScript";
+import { shellCommand, shellWord } from "../../lib/remoteScript";
 import { knownHostsLine, pinnedSshOptions } from "../../lib/openssh";
 
 export interface RingtailFacts {
@@ -27,10 +27,10 @@ export const fileDigestFor = (envVar: string, key: string) => short(envFileLine(
 /** What `daemon` is for a key. */
 export const daemonDigestFor = (key: string) => short(`${key}\0`);
 
-export function probeScript(cfg: NixosConfig, envVar: string): string {
-  const f = word(cfg.envFile);
-  const u = word(cfg.unit);
-  const v = word(envVar);
+function probeScript(cfg: NixosConfig, envVar: string): string {
+  const f = shellWord(cfg.envFile);
+  const u = shellWord(cfg.unit);
+  const v = shellWord(envVar);
   return shellCommand(
     `runner-secrets verify: digests of ${envVar} in ${cfg.envFile} and in the process of ${cfg.unit} (no key is printed)`,
     [

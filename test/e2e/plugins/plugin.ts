@@ -20,8 +20,7 @@ export { provproto };
 
 /** Pulumi's wire sentinels (sdk/go/common/resource/sig and plugin.UnknownStringValue). */
 export const SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270";
-export const SIG_KEY = "4dabf18193072939515e22adb298388d";
-export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+const SIG_KEY = "4dabf18193072939515e22adb298388d";
 
 export type Props = Record<string, unknown>;
 
@@ -41,8 +40,8 @@ export function secret(v: unknown): unknown {
   return isSecret(v) ? v : { [SIG_KEY]: SECRET_SIG, value: v };
 }
 
-export const fromStruct = (s: { toJavaScript(): Props } | undefined): Props => (s ? s.toJavaScript() : {});
-export const toStruct = (p: Props) => structproto.Struct.fromJavaScript(p);
+const fromStruct = (s: { toJavaScript(): Props } | undefined): Props => (s ? s.toJavaScript() : {});
+const toStruct = (p: Props) => structproto.Struct.fromJavaScript(p);
 
 /** Logs to the engine (as the real providers' status messages: ephemeral INFO lines). */
 export class EngineLog {

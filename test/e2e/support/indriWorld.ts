@@ -26,8 +26,8 @@ import { freshKey, ITEM, REGISTRY_USER, VAULT } from "./ringtailWorld";
 type Obj = Record<string, any>;
 
 export const ARGOCD = "argocd-controller";
-export const STORE = "onepassword-blumeops";
-export const CONTEXT = "minikube";
+const STORE = "onepassword-blumeops";
+const CONTEXT = "minikube";
 const MUTATING = new Set(["create", "update", "patch", "delete", "deletecollection"]);
 
 export interface PodStart {
