@@ -1,14 +1,17 @@
-// Command-line front of checker/registryCheck.ts.
+// Command-line front of checker/registryCheck.ts: `pulumi up` runs it (components/registryGate.ts),
+// and so does the job-side workflow (.forgejo/workflows/registry-auth-check.yaml).
 //
-//   op read "op://blumeops/zot-ci-apikey/credential" | node --import tsx checker/cli.ts \
-//     --url https://registry.ops.eblu.me --user zot-ci --probe-repository runner-secrets/probe \
+//   op read "op://<vault>/<item>/credential" | node --import tsx checker/cli.ts \
+//     --url https://registry.example.org --user ci --probe-repository runner-secrets/probe \
 //     --timeout-seconds 10 [--ca-file ca.pem]
+//
+// The flags go through the schema of the stack's registryCheck.* (lib/registryOptions.ts).
 //
 // The key comes on stdin, never as an argument (arguments are visible in `ps` and shell history).
 // Inside a CI job, `--key-from-env ZOT_CI_API_KEY` reads it from that variable of the checker's own
 // environment instead (what the runner gives the job); the value is never printed, and an unset or
 // empty variable fails the check (exit 1) saying so.
-// Exit status: 0 all checks passed, 1 a check failed, 2 bad usage.
+// Exit status: 0 all checks passed, 1 a check failed, 2 bad usage (a missing, unknown or invalid flag).
 
 import * as path from "node:path";
 import { parseArgs } from "node:util";

@@ -8,13 +8,11 @@
 // Needs what `pulumi preview` needs (the pulumi CLI, the backend, the passphrase) plus SSH for
 // ringtail and the kube context for indri. Prints digests only, never a key.
 // Exit status: 0 all current, 1 a runner is stale, missing or unreachable, 2 bad usage.
-import { execFile } from "node:child_process";
-import * as fs from "node:fs";
-import { parseArgs } from "node:util";
-import { parseConfig, type StackConfig } from "../lib/config";
+import type { StackConfig } from "../lib/config";
 import { keyDigest } from "../lib/registryKey";
 import { onePasswordKey } from "./verify/onePassword";
 import { probeIndri, type IndriFacts } from "./verify/indri";
+import { pulumi, stackConfig, stacksFromArgs } from "./stacks";
 import { daemonDigestFor, fileDigestFor, probeRingtail, type RingtailFacts } from "./verify/ringtail";
 
 export type Verdict = "current" | "stale" | "missing" | "unreachable";
@@ -26,32 +24,6 @@ export interface Report {
   seen: string;
   /** What to do; empty when current. */
   todo: string;
-}
-
-function pulumi(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) =>
-    execFile(
-      "pulumi",
-      [...args, "--non-interactive"],
-      { encoding: "utf8", maxBuffer: 16 << 20, timeout: 120_000 },
-      (err, stdout, stderr) => {
-        if (err) reject(new Error(`pulumi ${args.slice(0, 2).join(" ")}: ${stderr.trim().split("\n").pop() || err.message}`));
-        else resolve(stdout);
-      },
-    ),
-  );
-}
-
-async function stackConfig(stack: string): Promise<StackConfig> {
-  const all = JSON.parse(await pulumi(["config", "--json", "--show-secrets", "--stack", stack])) as Record<
-    string,
-    { value?: string; secret?: boolean }
-  >;
-  const raw = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, String(v.value ?? "")]));
-  return parseConfig(
-    raw,
-    Object.keys(all).filter((k) => all[k].secret),
-  );
 }
 
 async function deployedDigest(stack: string): Promise<string | undefined> {
@@ -147,25 +119,9 @@ function formatReport(r: Report): string {
 async function main(argv: string[]): Promise<number> {
   let stacks: string[];
   try {
-    const { values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: { stack: { type: "string", multiple: true } },
-    });
-    stacks =
-      values.stack ??
-      fs
-        .readdirSync(".")
-        .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
-        .filter((s): s is string => !!s)
-        .sort();
+    stacks = stacksFromArgs(argv);
   } catch (err) {
     process.stderr.write(`verify: ${(err as Error).message}\nusage: verify [--stack NAME]...\n`);
-    return 2;
-  }
-  if (stacks.length === 0) {
-    process.stderr.write("verify: no stacks (no Pulumi.<stack>.yaml here, no --stack)\n");
     return 2;
   }
   const reports = await Promise.all(stacks.map(verifyStack));

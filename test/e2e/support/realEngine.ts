@@ -238,10 +238,12 @@ export async function newProject(stackName: "ringtail" | "indri", opts: { env?: 
  * project's backend and CLI. Asynchronous: the stand-ins it talks to answer from this process.
  */
 export async function runVerify(project: Project, stack: string): Promise<{ code: number | null; out: string }> {
-  const r = await runTs(path.join(ROOT, "tools/verify.ts"), ["--stack", stack], {
-    cwd: project.dir,
-    env: { ...process.env, ...project.env },
-  });
+  return runTool(project, "tools/verify.ts", ["--stack", stack]);
+}
+
+/** One of the operator tools (tools/…), run in the project directory as `mise run` would. */
+export async function runTool(project: Project, file: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  const r = await runTs(path.join(ROOT, file), args, { cwd: project.dir, env: { ...process.env, ...project.env } });
   return { code: r.code, out: r.stdout + r.stderr };
 }
 
