@@ -14,7 +14,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { parsedStackConfig, revealed, runStack, type StackRun } from "../support/mockStack";
-import { applyPatch, baseDeployment, fieldPaths, renderTemplate } from "../support/k8sSchemas";
+import { applyPatch, baseDeployment, fieldPaths } from "../support/argoDeployment";
+import { renderTemplate } from "../support/esoTemplate";
 import { requireBinaries, startApiServer, type ApiServer } from "../support/apiServer";
 
 type Obj = Record<string, any>;

@@ -6,7 +6,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { FAKE_KEY, revealed, runStack } from "../support/mockStack";
-import { renderTemplate } from "../support/k8sSchemas";
+import { renderTemplate } from "../support/esoTemplate";
 
 type Obj = Record<string, any>;
 

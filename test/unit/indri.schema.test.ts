@@ -6,17 +6,9 @@
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { FAKE_KEY, isSecretValue, revealed, runStack, type Registered, type StackRun } from "../support/mockStack";
-import {
-  applyPatch,
-  baseDeployment,
-  fieldPaths,
-  loadModels,
-  modelErrors,
-  schemaProblems,
-  parseDotenv,
-  renderTemplate,
-  unknownFields,
-} from "../support/k8sSchemas";
+import { loadModels, modelErrors, schemaProblems, unknownFields } from "../support/k8sSchemas";
+import { applyPatch, baseDeployment, fieldPaths } from "../support/argoDeployment";
+import { parseDotenv, renderTemplate } from "../support/esoTemplate";
 
 type Obj = Record<string, any>;
 

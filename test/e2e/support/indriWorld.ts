@@ -17,7 +17,7 @@ import * as path from "node:path";
 
 import { keyDigest } from "../../../lib/registryKey";
 import { requireBinaries, startApiServer, type ApiServer, type AuditEvent } from "../../support/apiServer";
-import { baseDeployment } from "../../support/k8sSchemas";
+import { baseDeployment } from "../../support/argoDeployment";
 import { startRegistry, type TestRegistry } from "../../support/registry";
 import { startConnect, type ConnectStandIn } from "./connect";
 import { e2eBin, newProject, type Project } from "./realEngine";
