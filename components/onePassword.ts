@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as onepassword from "@1password/pulumi-onepassword";
 import type { GetItemResult } from "@1password/pulumi-onepassword";
 import type { OnePasswordConfig } from "../lib/config";
-import { RegistryKey, registryKey, unsafeKeyReason } from "../lib/registryKey";
+import { type RegistryKey, registryKey, unsafeKeyReason } from "../lib/registryKey";
 
 /** Which field of which item: the same reference drives Pulumi's read and ESO's remoteRef. */
 export interface FieldRef {

@@ -2,7 +2,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as onepassword from "@1password/pulumi-onepassword";
 import { DEFAULT_ENV_VAR, type OnePasswordConfig, type RegistryCheckConfig } from "../lib/config";
-import { FieldRef, providerArgs, readKey } from "./onePassword";
+import { type FieldRef, providerArgs, readKey } from "./onePassword";
 import { registryGate } from "./registryGate";
 import type { RunnerTarget } from "./target";
 

@@ -1,5 +1,5 @@
 // The one small interface every kind of runner implements. A new kind is one new file.
-import * as pulumi from "@pulumi/pulumi";
+import type * as pulumi from "@pulumi/pulumi";
 import type { FieldRef } from "./onePassword";
 import type { RegistryKey } from "../lib/registryKey";
 

@@ -20,7 +20,7 @@ const hostnameRe = new RegExp(`^${hostLabel}(?:\\.${hostLabel})*$`);
 const ipv6Re = /^[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}$/;
 const envNameRe = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const unitRe = /^[A-Za-z0-9:_.@-]+\.service$/;
-const flakeRe = /^[A-Za-z0-9._\/:+=?&@-]+#[A-Za-z0-9._+-]+$/;
+const flakeRe = /^[A-Za-z0-9._/:+=?&@-]+#[A-Za-z0-9._+-]+$/;
 const modeRe = /^0?[0-7]{3}$/;
 const dns1123Label = "[a-z0-9](?:[-a-z0-9]*[a-z0-9])?";
 const dns1123LabelRe = new RegExp(`^${dns1123Label}$`);

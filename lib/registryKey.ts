@@ -40,7 +40,7 @@ export function unsafeKeyReason(key: string): string | undefined {
 }
 
 // Characters that systemd and godotenv both read literally outside quotes (no $, \, #, quotes, spaces).
-const plainValueRe = /^[A-Za-z0-9_.+\/=:@%,~^-]+$/;
+const plainValueRe = /^[A-Za-z0-9_.+/=:@%,~^-]+$/;
 
 /**
  * `NAME=key` (or `NAME='key'` when the key has other characters) plus newline; throws

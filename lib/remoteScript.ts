@@ -9,7 +9,7 @@
 export class UnsafeScriptError extends Error {}
 
 // Values embedded in scripts come from validated config; this is the last line of defence.
-const safeWordRe = /^[A-Za-z0-9._\/:+=?&@#%,-]+$/;
+const safeWordRe = /^[A-Za-z0-9._/:+=?&@#%,-]+$/;
 
 /** A value as one double-quoted sh word; refuses anything that could be parsed, not just read. */
 export function shellWord(value: string): string {

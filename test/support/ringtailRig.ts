@@ -6,7 +6,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 
-import { Engine, type UpOptions, type UpResult } from "./engine";
+import type { Engine, UpOptions, UpResult } from "./engine";
 import { parsedStackConfig, runStack, type StackRun } from "./mockStack";
 import { watchProcesses } from "./procWatch";
 import { startSshHost, type SshHost } from "./sshHost";

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { keyDigest } from "../../lib/registryKey";
-import { byName, FAKE_KEY, isSecretValue, plainParts, Registered, revealed, runStack, StackRun } from "../support/mockStack";
+import { byName, FAKE_KEY, isSecretValue, plainParts, type Registered, revealed, runStack, type StackRun } from "../support/mockStack";
 
 const NEW_KEY = "zak_TESTONLYrotatedkey1111";
 
