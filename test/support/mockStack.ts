@@ -64,6 +64,15 @@ export function committedConfig(stack: string): Record<string, unknown> {
   return { ...(doc.config ?? {}) };
 }
 
+/** One value of a committed stack file by its path ("nixos.flake"): the homelab's facts live there alone. */
+export function committedValue(stack: string, key: string): string {
+  const [group, ...rest] = key.split(".");
+  let v: unknown = committedConfig(stack)[`runner-secrets:${group}`];
+  for (const k of rest) v = (v as Record<string, unknown> | undefined)?.[k];
+  if (typeof v !== "string") throw new Error(`Pulumi.${stack}.yaml does not set ${key}`);
+  return v;
+}
+
 /** Project-level defaults from Pulumi.yaml, as the CLI would pass them. */
 function projectDefaults(): Record<string, unknown> {
   const doc = parseYaml(fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as {

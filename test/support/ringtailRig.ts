@@ -7,14 +7,15 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import type { Engine, UpOptions, UpResult } from "./engine";
-import { parsedStackConfig, runStack, type StackRun } from "./mockStack";
+import { DEFAULT_ENV_VAR } from "../../lib/config";
+import { committedValue, parsedStackConfig, runStack, type StackRun } from "./mockStack";
 import { watchProcesses } from "./procWatch";
 import { startSshHost, type SshHost } from "./sshHost";
 
 export const SETUP_SCRIPT = path.join(__dirname, "..", "setup", "ssh-host.sh");
-export const FLAKE = "/etc/blumeops/nixos/ringtail#ringtail";
-export const UNIT = "gitea-runner-nix_container_builder.service";
-export const ENV_VAR = "ZOT_CI_API_KEY";
+export const FLAKE = committedValue("ringtail", "nixos.flake");
+export const UNIT = committedValue("ringtail", "nixos.unit");
+export const ENV_VAR = DEFAULT_ENV_VAR;
 export const WRITER = "zot-ci-env-file";
 export const REBUILD = "zot-ci-nixos-rebuild";
 export const RESTART = "zot-ci-restart";

@@ -18,6 +18,7 @@ import * as path from "node:path";
 import { keyDigest } from "../../../lib/registryKey";
 import { requireBinaries, startApiServer, type ApiServer, type AuditEvent } from "../../support/apiServer";
 import { baseDeployment } from "../../support/argoDeployment";
+import { committedValue } from "../../support/mockStack";
 import { startRegistry, type TestRegistry } from "../../support/registry";
 import { startConnect, type ConnectStandIn } from "./connect";
 import { e2eBin, newProject, type Project } from "./realEngine";
@@ -26,8 +27,8 @@ import { freshKey, ITEM, REGISTRY_USER, VAULT } from "./ringtailWorld";
 type Obj = Record<string, any>;
 
 export const ARGOCD = "argocd-controller";
-const STORE = "onepassword-blumeops";
-const CONTEXT = "minikube";
+const STORE = committedValue("indri", "kubernetes.secretStore.name");
+const CONTEXT = committedValue("indri", "kubernetes.context");
 const MUTATING = new Set(["create", "update", "patch", "delete", "deletecollection"]);
 
 export interface PodStart {

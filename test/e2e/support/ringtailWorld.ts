@@ -10,17 +10,19 @@ import * as path from "node:path";
 
 import { envFileContent } from "../../../components/nixos";
 import { keyDigest } from "../../../lib/registryKey";
+import { committedValue } from "../../support/mockStack";
 import { startRegistry, type TestRegistry } from "../../support/registry";
 import { startSshHost, type SshHost, type StandinCall } from "../../support/sshHost";
 import { startConnect, type ConnectStandIn } from "./connect";
 import { newProject, ROOT, type Project } from "./realEngine";
 import { redactionForms } from "../../../lib/redact";
 
-export const VAULT = "blumeops";
-export const ITEM = "zot-ci-apikey";
-export const REGISTRY_USER = "zot-ci";
-export const UNIT = "gitea-runner-nix_container_builder.service";
-export const FLAKE = "/etc/blumeops/nixos/ringtail#ringtail";
+// The homelab's facts, as the committed stack file (copied into each project) sets them.
+export const VAULT = committedValue("ringtail", "onePassword.vault");
+export const ITEM = committedValue("ringtail", "onePassword.item");
+export const REGISTRY_USER = committedValue("ringtail", "registryCheck.user");
+export const UNIT = committedValue("ringtail", "nixos.unit");
+export const FLAKE = committedValue("ringtail", "nixos.flake");
 
 export function freshKey(): string {
   return `zak_${randomBytes(18).toString("base64url").replace(/[-_]/g, "x")}`;
