@@ -5,6 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
 import { configKeys } from "../../lib/config";
 import { committedConfig } from "../support/mockStack";
 
@@ -71,6 +72,22 @@ test("the stack files hold only the homelab's facts, never a copy of a schema de
     for (const key of stackFileKeys(stack)) {
       if (key === "target") continue;
       assert.equal(table.get(key), "stack file", `Pulumi.${stack}.yaml sets ${key}, which has a default in the schema`);
+    }
+  }
+});
+
+test("Pulumi.yaml declares without a default only keys the schema requires (the CLI requires those)", () => {
+  const project = parseYaml(fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as { config: Record<string, { default?: unknown }> };
+  const keys = configKeys();
+  for (const [name, decl] of Object.entries(project.config)) {
+    const own = keys.filter((k) => k.key === name || k.key.startsWith(`${name}.`));
+    assert.ok(own.length > 0, `Pulumi.yaml declares ${name}, which the schema does not know`);
+    if (decl.default === undefined) {
+      assert.deepEqual(
+        own.map((k) => [k.key, k.required]),
+        [[name, true]],
+        `${name} has no default in Pulumi.yaml, so the CLI requires it; the schema must too`,
+      );
     }
   }
 });
