@@ -199,13 +199,17 @@ export async function startIndriWorld(): Promise<IndriWorld> {
   const cleanup: (() => Promise<unknown> | unknown)[] = [() => api.stop()];
   try {
     const bin = requireBinaries();
-    for (const crd of ["externalsecrets", "secretstores", "clustersecretstores"]) {
-      const text = fs.readFileSync(path.join(bin.esoCrds, `external-secrets.io_${crd}.yaml`), "utf8");
-      await must(
-        api,
-        `CRD ${crd}`,
-        api.apply(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd}.external-secrets.io`, text, "test-setup"),
-      );
+    // Every CRD the controller watches with the reconcilers it runs. Without GeneratorState's, ESO
+    // v0.16.2 waits for that informer's cache and its manager exits two minutes after start.
+    for (const crd of [
+      "externalsecrets.external-secrets.io",
+      "secretstores.external-secrets.io",
+      "clustersecretstores.external-secrets.io",
+      "generatorstates.generators.external-secrets.io",
+    ]) {
+      const [plural, ...group] = crd.split(".");
+      const text = fs.readFileSync(path.join(bin.esoCrds, `${group.join(".")}_${plural}.yaml`), "utf8");
+      await must(api, `CRD ${crd}`, api.apply(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${crd}`, text, "test-setup"));
     }
     for (;;) {
       const r = await api.request("GET", "/apis/external-secrets.io/v1/externalsecrets");
