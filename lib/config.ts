@@ -329,7 +329,9 @@ function describeIssue(issue: z.core.$ZodIssue, input: Record<string, unknown>):
   const isSecret = (SECRET_KEYS as readonly string[]).includes(path[0] ?? "");
   const given = isSecret ? undefined : valueAt(input, path);
   let message = issue.message;
-  if (given === undefined && issue.code === "invalid_type") message = `is required${requiredHints[path.join(".")] ?? ""}`;
+  if (given === undefined && issue.code === "invalid_type") {
+    message = `is required${requiredHints[path.join(".")] ?? ": set it in the stack file (Pulumi.<stack>.yaml) or with pulumi config set --path"}`;
+  }
   if (given === undefined && issue.code === "invalid_value") message = `is required (${message})`;
   const shown = given === undefined || typeof given === "object" ? "" : ` (got ${JSON.stringify(given)})`;
   return `${key}: ${message}${shown}`;
