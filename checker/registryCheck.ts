@@ -309,26 +309,23 @@ async function readHead(res: globalThis.Response): Promise<string> {
   return Buffer.concat(chunks).subarray(0, BODY_LIMIT).toString("utf8");
 }
 
-/** The error code fetch buried in `cause` (an AggregateError when several addresses were tried). */
-function errorCode(err: unknown): string {
-  for (let e: unknown = err, depth = 0; e !== undefined && e !== null && depth < 5; depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && code !== "") return code;
-    const inner = e instanceof AggregateError ? e.errors[0] : undefined;
-    e = inner ?? (e as { cause?: unknown }).cause;
+/** `err` and the errors under it, outermost first: fetch buries the real one in `cause` (an
+ * AggregateError when several addresses were tried). */
+function causes(err: unknown): unknown[] {
+  const chain: unknown[] = [];
+  for (let e = err; e !== undefined && e !== null && chain.length < 5; ) {
+    chain.push(e);
+    e = e instanceof AggregateError ? e.errors[0] : (e as { cause?: unknown }).cause;
   }
-  return "";
+  return chain;
 }
 
-/** The innermost message, which says more than fetch's own "fetch failed". */
-function rootMessage(err: unknown): string {
-  let e: unknown = err;
-  for (let depth = 0; depth < 5; depth++) {
-    const inner = e instanceof AggregateError ? e.errors[0] : (e as { cause?: unknown } | undefined)?.cause;
-    if (inner === undefined || inner === null) break;
-    e = inner;
-  }
-  return describeError(e);
+/** The first error code in the chain (ECONNREFUSED, a TLS code, undici's own). */
+function errorCode(err: unknown): string {
+  const code = causes(err)
+    .map((e) => (e as { code?: unknown }).code)
+    .find((c) => typeof c === "string" && c !== "");
+  return typeof code === "string" ? code : "";
 }
 
 function networkError(step: RegistryCheckStep, shown: string, url: URL, err: unknown): RegistryCheckError {
@@ -368,7 +365,8 @@ function networkError(step: RegistryCheckStep, shown: string, url: URL, err: unk
       hint = `connecting to ${url.host} timed out: is the registry reachable from here?`;
       break;
     default:
-      hint = rootMessage(err);
+      // The innermost message says more than fetch's own "fetch failed".
+      hint = describeError(causes(err).at(-1));
   }
   return new RegistryCheckError(step, `registry check: ${shown} failed: ${hint}`);
 }

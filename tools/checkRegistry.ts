@@ -8,7 +8,7 @@
 // The key stays in this process's memory: never an argument, an environment variable or output.
 // Exit status: 0 every check passed, 1 one failed (or could not run), 2 bad usage.
 import { checkRegistry, RegistryCheckError } from "../checker/registryCheck";
-import { stackConfig, stacksFromArgs } from "./stacks";
+import { runMain, stackConfig, stacksFromArgs } from "./stacks";
 import { onePasswordKey } from "./verify/onePassword";
 
 async function checkStack(stack: string): Promise<{ ok: boolean; line: string }> {
@@ -39,12 +39,4 @@ async function main(argv: string[]): Promise<number> {
   return results.every((r) => r.ok) ? 0 : 1;
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => (process.exitCode = code),
-    () => {
-      process.stderr.write("check-registry: internal error\n");
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runMain("check-registry", main);

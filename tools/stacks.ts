@@ -33,6 +33,20 @@ export async function stackConfig(stack: string): Promise<StackConfig> {
   );
 }
 
+/** Runs a tool's main as its CLI: its result is the exit status; a crash prints only that it crashed
+ * (its message might hold a secret). */
+export function runMain(name: string, main: (argv: string[]) => Promise<number>): void {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    () => {
+      process.stderr.write(`${name}: internal error\n`);
+      process.exitCode = 1;
+    },
+  );
+}
+
 /** `--stack NAME`... from the arguments, else every Pulumi.<stack>.yaml here. Throws on bad usage. */
 export function stacksFromArgs(argv: string[]): string[] {
   const { values } = parseArgs({

@@ -12,7 +12,7 @@ import type { StackConfig } from "../lib/config";
 import { keyDigest } from "../lib/registryKey";
 import { onePasswordKey } from "./verify/onePassword";
 import { probeIndri, type IndriFacts } from "./verify/indri";
-import { pulumi, stackConfig, stacksFromArgs } from "./stacks";
+import { pulumi, runMain, stackConfig, stacksFromArgs } from "./stacks";
 import { daemonDigestFor, fileDigestFor, probeRingtail, type RingtailFacts } from "./verify/ringtail";
 
 export type Verdict = "current" | "stale" | "missing" | "unreachable";
@@ -129,12 +129,4 @@ async function main(argv: string[]): Promise<number> {
   return reports.every((r) => r.verdict === "current") ? 0 : 1;
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
-    (code) => (process.exitCode = code),
-    () => {
-      process.stderr.write("verify: internal error\n");
-      process.exitCode = 1;
-    },
-  );
-}
+if (require.main === module) runMain("verify", main);

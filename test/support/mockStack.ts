@@ -101,10 +101,14 @@ export function stackConfig(stack: string | null, extra: Record<string, unknown>
   return merged;
 }
 
-/** `stackConfig` as the program validates it (objects as JSON strings, as the engine passes them). */
+/** Config as the engine hands it to the program: full key → string, objects as JSON. */
+export function engineConfig(config: Record<string, unknown>): Record<string, string> {
+  return Object.fromEntries(Object.entries(config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
+}
+
+/** `stackConfig` as the program validates it. */
 export function parsedStackConfig(stack: string, extra: Record<string, unknown> = {}): StackConfig {
-  const raw = stackConfig(stack, extra);
-  return parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)])));
+  return parseConfig(engineConfig(stackConfig(stack, extra)));
 }
 
 export function isSecretValue(v: unknown): v is { value: unknown } {
@@ -213,8 +217,7 @@ export async function runStack(stack: string | null, opts: RunOptions = {}): Pro
       opts.preview ?? false,
     );
     const config = stackConfig(stack, opts.config);
-    const asStrings = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)]));
-    pulumi.runtime.setAllConfig(asStrings, opts.secretKeys ?? []);
+    pulumi.runtime.setAllConfig(engineConfig(config), opts.secretKeys ?? []);
 
     for (const id of Object.keys(require.cache)) {
       if (id.startsWith(ROOT) && !id.includes(`${path.sep}node_modules${path.sep}`)) delete require.cache[id];

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { checkRegistry, RegistryCheckError } from "../../checker/registryCheck";
 import { ConfigError, parseConfig } from "../../lib/config";
 import { parseRegistryOptions } from "../../lib/registryOptions";
-import { stackConfig } from "../support/mockStack";
+import { engineConfig, stackConfig } from "../support/mockStack";
 
 const good = { url: "https://registry.example.org", user: "zot-ci", probeRepository: "runner-secrets/probe", timeoutSeconds: 5 };
 
@@ -28,7 +28,7 @@ const bad: [string, string | number][] = [
 function configProblem(key: string, value: string | number): string {
   const raw = stackConfig("indri", { "runner-secrets:registryCheck": { [key]: value } });
   try {
-    parseConfig(Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, typeof v === "string" ? v : JSON.stringify(v)])));
+    parseConfig(engineConfig(raw));
   } catch (e) {
     assert.ok(e instanceof ConfigError);
     const mine = e.problems.filter((p) => p.startsWith(`runner-secrets:registryCheck.${key}: `));
